@@ -1,0 +1,1 @@
+"""What good data means: expectation suites beside the tables they guard."""

@@ -1,0 +1,37 @@
+"""The backfill flow: LTV for every session in a date range, in one vectorised run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import flow
+
+from flows.plan import plan_backfill
+from flows.run import RunSummary, execute
+from marginwatch.config import Book
+
+
+@flow(name="marginwatch-backfill", log_prints=True)
+def backfill(
+    book: Book,
+    warehouse: str,
+    start: dt.date,
+    end: dt.date,
+    source: str | None = None,
+) -> RunSummary:
+    """Compute and publish LTV for every NASDAQ session in [start, end]."""
+    window = max(loan.valuation_window for loan in book.loans)
+    return execute(
+        "backfill",
+        book,
+        Path(warehouse),
+        source,
+        lambda _last: plan_backfill(start, end, window),
+        {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "source": source,
+            "warehouse": warehouse,
+        },
+    )

@@ -1,0 +1,36 @@
+"""The daily flow: LTV for the latest session, catching up every session missed since."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import flow
+
+from flows.plan import plan_daily
+from flows.run import RunSummary, execute
+from marginwatch import calendar
+from marginwatch.config import Book
+
+
+@flow(name="marginwatch-daily", log_prints=True)
+def daily(
+    book: Book,
+    warehouse: str,
+    source: str | None = None,
+    as_of: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> RunSummary:
+    """Compute and publish LTV through `as_of` (default: the latest completed NASDAQ session)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    day = as_of or calendar.latest_completed_session(moment)
+    accrual = {loan.id: loan.accrual_start for loan in book.loans}
+    window = max(loan.valuation_window for loan in book.loans)
+    return execute(
+        "daily",
+        book,
+        Path(warehouse),
+        source,
+        lambda last: plan_daily(day, last, accrual, window),
+        {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
+    )

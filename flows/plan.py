@@ -1,0 +1,80 @@
+"""Which as-of sessions a run computes and which bars it fetches (plain date logic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from marginwatch import calendar
+from marginwatch.errors import InputError
+
+# Bars re-fetched before the first as-of session, beyond the longest averaging window, so
+# that late corrections by the source reach staging and averages start from fresh bars.
+REFETCH_SESSIONS = 5
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The as-of sessions to compute and the bar window to fetch."""
+
+    as_of_start: dt.date
+    as_of_end: dt.date
+    fetch_start: dt.date
+
+    @property
+    def fetch_end(self) -> dt.date:
+        return self.as_of_end
+
+
+def require_session(day: dt.date, what: str) -> None:
+    """Raise InputError unless `day` is a NASDAQ session."""
+    try:
+        ok = calendar.is_session(day)
+    except ValueError as exc:
+        raise InputError(f"{what} {day}: {exc}") from None
+    if not ok:
+        previous = calendar.session_on_or_before(day)
+        raise InputError(
+            f"{what} {day} is not a NASDAQ session (the session before is {previous})"
+        )
+
+
+def plan_daily(
+    as_of: dt.date,
+    last_computed: dict[str, dt.date],
+    accrual_starts: dict[str, dt.date],
+    max_window: int,
+) -> RunPlan:
+    """Plan a daily run: every session since each loan's last computed one, through `as_of`.
+
+    A loan never computed starts at its accrual start, so a first run builds the history.
+    """
+    require_session(as_of, "as-of date")
+    starts = []
+    for loan_id, accrual_start in accrual_starts.items():
+        last = last_computed.get(loan_id)
+        starts.append(last + dt.timedelta(days=1) if last else accrual_start)
+    start = min(min(starts), as_of)
+    first = calendar.sessions_between(start, as_of)
+    as_of_start = first[0] if len(first) else as_of
+    return RunPlan(
+        as_of_start,
+        as_of,
+        calendar.sessions_back(as_of_start, max_window + REFETCH_SESSIONS),
+    )
+
+
+def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
+    """Plan a backfill over the sessions in [start, end]."""
+    if start > end:
+        raise InputError(f"backfill start {start} is after its end {end}")
+    try:
+        sessions = calendar.sessions_between(start, end)
+    except ValueError as exc:
+        raise InputError(f"backfill range {start}..{end}: {exc}") from None
+    if not len(sessions):
+        raise InputError(f"backfill range {start}..{end} holds no NASDAQ session")
+    first, last = sessions[0], sessions[-1]
+    return RunPlan(
+        first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS)
+    )

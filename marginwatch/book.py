@@ -1,0 +1,54 @@
+"""The validated loan book as the frames the transforms take."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from marginwatch.config import Book
+from transforms.ltv import COLLATERAL_SCHEMA, LOAN_SCHEMA, required_fx_symbols
+
+
+def loan_frame(book: Book) -> pl.DataFrame:
+    """Return one row per loan with its terms and levels."""
+    rows = [
+        {
+            "loan_id": loan.id,
+            "currency": loan.currency,
+            "principal": loan.principal,
+            "annual_rate": loan.annual_rate,
+            "accrual_start": loan.accrual_start,
+            "valuation_window": loan.valuation_window
+            if loan.valuation == "avg_close"
+            else 1,
+            "cure_period_days": loan.cure_period_days,
+            "warning": loan.levels.warning,
+            "margin_call": loan.levels.margin_call,
+            "liquidation": loan.levels.liquidation,
+            "cure_target": loan.levels.cure_target,
+        }
+        for loan in book.loans
+    ]
+    return pl.DataFrame(rows, schema=LOAN_SCHEMA)
+
+
+def collateral_frame(book: Book) -> pl.DataFrame:
+    """Return one row per pledged line (loan x symbol)."""
+    rows = [
+        {
+            "loan_id": loan.id,
+            "symbol": line.symbol,
+            "symbol_currency": line.currency,
+            "shares": line.shares,
+            "haircut": line.haircut,
+        }
+        for loan in book.loans
+        for line in loan.collateral
+    ]
+    return pl.DataFrame(rows, schema=COLLATERAL_SCHEMA)
+
+
+def market_symbols(book: Book) -> list[str]:
+    """Return every Yahoo symbol the book needs: collateral tickers, then FX symbols."""
+    collateral = collateral_frame(book)
+    stocks = sorted(collateral["symbol"].unique().to_list())
+    return stocks + required_fx_symbols(collateral, loan_frame(book))

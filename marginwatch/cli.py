@@ -1,0 +1,196 @@
+"""The `marginwatch` command line: run, backfill, status and sql."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from marginwatch.config import Book, Environment, load_book, resolve_environment, set_prefect_defaults
+from marginwatch.errors import InputError, MarginwatchError
+from marginwatch.output import Format, render
+
+if TYPE_CHECKING:
+    from flows.run import RunSummary
+
+app = typer.Typer(
+    name="marginwatch",
+    help="Daily loan-to-value of margin loans secured by pledged shares.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+if not out.is_terminal:
+    out = Console(soft_wrap=True, width=200)  # piped output: no wrapping at 80 columns
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _State:
+    env: Environment
+    debug: bool = False
+
+
+state = _State()
+DateOption = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="A date, YYYY-MM-DD.")]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="yfinance | synthetic | csv:DIR (default: the config's source).")
+]
+FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Loan-book TOML (default ./marginwatch.toml, else the embedded book).")
+    ] = None,
+    warehouse: Annotated[
+        Path | None, typer.Option("--warehouse", help="DuckDB warehouse file (default ./marginwatch.duckdb).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and Prefect's logs.")] = False,
+) -> None:
+    """Daily loan-to-value of margin loans secured by pledged shares."""
+    state.env = resolve_environment(config, warehouse)
+    state.debug = debug
+    set_prefect_defaults(debug)
+
+
+def _book() -> Book:
+    book = load_book(state.env.config_path)
+    if state.env.config_is_embedded:
+        err.print(f"[dim]using the embedded default book ({state.env.config_path.name}); no ./marginwatch.toml[/dim]")
+    return book
+
+
+def _show_summary(summary: RunSummary) -> None:
+    from transforms.levels import level_changes
+
+    label = " [bold yellow](SYNTHETIC DATA, not market prices)[/]" if summary.source == "synthetic" else ""
+    out.print(
+        f"run {summary.run_id}: {summary.flow} {summary.as_of_start} .. {summary.as_of_end}, "
+        f"source {summary.source}{label}"
+    )
+    counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in summary.counts.items())
+    out.print(f"  {counts}")
+    changes = level_changes(summary.ltv)
+    if changes.height:
+        render(changes.columns, changes.rows(), Format.table, out, title="Level changes in this run")
+    latest = summary.ltv.sort("as_of_date").group_by("loan_id", maintain_order=True).last().sort("loan_id")
+    view = latest.select(
+        "loan_id", "as_of_date", "price_date", "ltv", "status", "distance_to_margin_call",
+        "margin_call_price", "price", "currency", "is_stale",
+    )
+    render(view.columns, view.rows(), Format.table, out, title="Latest LTV per loan")
+    out.print(f"warehouse: {state.env.warehouse_path}")
+
+
+@app.command()
+def run(
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="Session to compute (default: latest completed)."),
+    ] = None,
+    source: SourceOption = None,
+) -> None:
+    """Run the daily flow: LTV through the as-of session, catching up missed sessions."""
+    book = _book()
+    from flows.daily import daily
+
+    with _progress():
+        summary = daily(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
+    _show_summary(summary)
+
+
+@app.command()
+def backfill(
+    start: Annotated[dt.datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="First date.")],
+    end: Annotated[
+        dt.datetime | None, typer.Option("--end", formats=["%Y-%m-%d"], help="Last date (default: latest session).")
+    ] = None,
+    source: SourceOption = None,
+) -> None:
+    """Compute LTV for every NASDAQ session in a date range, in one flow run."""
+    book = _book()
+    from flows.backfill import backfill as backfill_flow
+    from marginwatch.calendar import latest_completed_session
+
+    last = end.date() if end else latest_completed_session(dt.datetime.now(dt.UTC))
+    with _progress():
+        summary = backfill_flow(book, str(state.env.warehouse_path), start.date(), last, source)
+    _show_summary(summary)
+
+
+@app.command()
+def status(fmt: FormatOption = Format.table) -> None:
+    """Show the latest LTV, level, distance to margin call and trigger price per loan."""
+    from warehouse.queries import latest_status
+
+    result = latest_status(state.env.warehouse_path, _read_timeout())
+    render(result.columns, result.rows, fmt, out, title="Latest LTV per loan")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only SQL query (SELECT, WITH, DESCRIBE...).")],
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Run one read-only SQL query against the warehouse."""
+    from warehouse.queries import run_query
+
+    result = run_query(state.env.warehouse_path, query, _read_timeout())
+    render(result.columns, result.rows, fmt, out)
+
+
+def _read_timeout() -> float:
+    try:
+        return load_book(state.env.config_path).settings.lock_timeout_seconds
+    except InputError:
+        return 60.0  # reading needs no valid book; a broken one is reported by `run`
+
+
+class _progress:
+    """Show a progress bar on a terminal while a flow runs; silent elsewhere."""
+
+    def __enter__(self) -> None:
+        from flows.progress import set_reporter
+
+        if not err.is_terminal:
+            return
+        from rich.progress import Progress
+
+        self.bar = Progress(console=err, transient=True)
+        self.bar.start()
+        stages = {name: self.bar.add_task(name, total=None) for name in ("fetch", "stage", "compute", "load")}
+        set_reporter(lambda stage, done, total: self.bar.update(stages[stage], completed=done, total=total))
+
+    def __exit__(self, *exc: object) -> None:
+        from flows.progress import set_reporter
+
+        set_reporter(None)
+        if hasattr(self, "bar"):
+            self.bar.stop()
+
+
+def main() -> None:
+    """Entry point: run the app; a MarginwatchError ends with one line and its exit code."""
+    try:
+        app(standalone_mode=True)
+    except MarginwatchError as exc:
+        if state.debug:
+            traceback.print_exc()
+        err.print(f"marginwatch: error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("marginwatch: interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:
+        if state.debug or os.environ.get("MARGINWATCH_DEBUG"):
+            raise
+        err.print(f"marginwatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", markup=False)
+        sys.exit(1)

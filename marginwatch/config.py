@@ -1,0 +1,208 @@
+"""The one module that reads configuration files and environment variables.
+
+Configuration is read once, at the edge, into typed objects; everything inward takes
+plain values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from marginwatch.errors import ConfigError
+
+DEFAULT_CONFIG = Path("marginwatch.toml")
+DEFAULT_WAREHOUSE = Path("marginwatch.duckdb")
+EMBEDDED_BOOK = Path(__file__).with_name("default_book.toml")
+
+
+def _iso_currency(code: str) -> str:
+    if pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"unknown ISO 4217 currency {code!r}")
+    return code
+
+
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_iso_currency)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Levels(_Strict):
+    """LTV fractions: cure_target < warning < margin_call < liquidation."""
+
+    warning: float = Field(gt=0)
+    margin_call: float = Field(gt=0)
+    liquidation: float = Field(gt=0)
+    cure_target: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        if not self.cure_target < self.warning < self.margin_call < self.liquidation:
+            raise ValueError(
+                "levels must satisfy cure_target < warning < margin_call < liquidation, got "
+                f"{self.cure_target} / {self.warning} / {self.margin_call} / {self.liquidation}"
+            )
+        return self
+
+
+class CollateralLine(_Strict):
+    """One pledged line: a number of shares of one symbol."""
+
+    symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.\-=^]+$")
+    currency: Currency = "USD"
+    shares: float = Field(gt=0)
+    haircut: float = Field(default=0.0, ge=0, lt=1)
+
+
+class Loan(_Strict):
+    """A margin loan and its pledged collateral."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    borrower: str = Field(min_length=1)
+    lenders: list[str] = Field(default_factory=list)
+    currency: Currency
+    principal: float = Field(ge=0)
+    annual_rate: float = Field(ge=0, lt=1)
+    accrual_start: dt.date
+    valuation: Literal["close", "avg_close"] = "close"
+    valuation_window: int = Field(default=1, ge=1, le=260)
+    cure_period_days: int = Field(default=3, ge=0, le=60)
+    levels: Levels
+    collateral: list[CollateralLine] = Field(min_length=1)
+
+    @field_validator("collateral")
+    @classmethod
+    def _distinct_symbols(cls, lines: list[CollateralLine]) -> list[CollateralLine]:
+        symbols = [line.symbol for line in lines]
+        duplicated = sorted({s for s in symbols if symbols.count(s) > 1})
+        if duplicated:
+            raise ValueError(f"symbol {duplicated[0]!r} is pledged twice; merge the lines")
+        return lines
+
+
+class Settings(_Strict):
+    """Run-wide settings; every field has a default."""
+
+    source: str = "synthetic"
+    stale_after_sessions: int = Field(default=3, ge=0, le=60)
+    lock_timeout_seconds: float = Field(default=60.0, ge=0)
+    synthetic_seed: int = 20250911
+
+
+class Book(_Strict):
+    """The loan book: the loans watched and the run settings."""
+
+    settings: Settings = Field(default_factory=Settings)
+    loans: list[Loan] = Field(min_length=1)
+
+    @field_validator("loans")
+    @classmethod
+    def _unique_ids(cls, loans: list[Loan]) -> list[Loan]:
+        seen: set[str] = set()
+        for loan in loans:
+            if loan.id in seen:
+                raise ValueError(f"duplicate loan id {loan.id!r}")
+            seen.add(loan.id)
+        return loans
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Paths and options chosen by flags, environment variables, or defaults."""
+
+    config_path: Path
+    config_is_embedded: bool
+    warehouse_path: Path
+
+
+def resolve_environment(config: Path | None, warehouse: Path | None) -> Environment:
+    """Return the config and warehouse paths: flag, then environment variable, then default."""
+    env_config = os.environ.get("MARGINWATCH_CONFIG")
+    chosen = config or (Path(env_config) if env_config else None)
+    embedded = chosen is None and not DEFAULT_CONFIG.exists()
+    if chosen is None:
+        chosen = EMBEDDED_BOOK if embedded else DEFAULT_CONFIG
+    env_warehouse = os.environ.get("MARGINWATCH_WAREHOUSE")
+    warehouse_path = warehouse or (Path(env_warehouse) if env_warehouse else DEFAULT_WAREHOUSE)
+    return Environment(chosen, embedded, warehouse_path)
+
+
+def load_book(path: Path) -> Book:
+    """Return the validated loan book in the TOML file at `path`; ConfigError otherwise."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Book.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc, raw)}") from None
+
+
+def _first_error(exc: ValidationError, raw: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = []
+    if len(loc) >= 2 and loc[0] == "loans" and isinstance(loc[1], int):
+        where.append(f"loan {_loan_label(raw, loc[1])}")
+        loc = loc[2:]
+    elif loc and loc[0] == "loans":
+        where.append("loans")
+        loc = loc[1:]
+    field = _dotted(loc)
+    if field:
+        where.append(f"field {field}")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = exc.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return ": ".join([*where, message]) + suffix
+
+
+def _loan_label(raw: dict[str, Any], index: int) -> str:
+    loans = raw.get("loans")
+    if isinstance(loans, list) and index < len(loans) and isinstance(loans[index], dict):
+        loan_id = loans[index].get("id")
+        if isinstance(loan_id, str) and loan_id:
+            return repr(loan_id)
+    return f"#{index + 1}"
+
+
+def _dotted(loc: list[Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def set_prefect_defaults(debug: bool = False) -> None:
+    """Keep Prefect local, quiet and silent toward the outside unless the user chose otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Our own output reports failures in one line; Prefect's console logs repeat them with tracebacks.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")

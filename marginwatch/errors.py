@@ -1,0 +1,52 @@
+"""Errors that end a command, each with the exit code the CLI documents."""
+
+from __future__ import annotations
+
+
+class MarginwatchError(Exception):
+    """Base class: a failure reported as one line with a documented exit code."""
+
+    exit_code = 1
+
+
+class InputError(MarginwatchError):
+    """Bad configuration, arguments, source file or SQL (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """The loan-book configuration is invalid (exit 2)."""
+
+
+class DataQualityError(MarginwatchError):
+    """A blocking data-quality expectation failed (exit 3)."""
+
+    exit_code = 3
+
+
+class SourceUnavailable(MarginwatchError):
+    """A market-data source could not deliver bars for a symbol (exit 4).
+
+    `transient` marks failures worth retrying (timeouts, rate limits, server errors).
+    """
+
+    exit_code = 4
+
+    def __init__(self, symbol: str, cause: str, *, transient: bool = False) -> None:
+        super().__init__(f"source unavailable for {symbol}: {cause}")
+        self.symbol = symbol
+        self.cause = cause
+        self.transient = transient
+
+
+class WarehouseBusy(MarginwatchError):
+    """Another run holds the warehouse beyond the wait limit (exit 5)."""
+
+    exit_code = 5
+
+
+class WarehouseError(MarginwatchError):
+    """The warehouse file cannot be used: newer schema, corrupt or unreadable (exit 6)."""
+
+    exit_code = 6

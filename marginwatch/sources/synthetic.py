@@ -1,0 +1,138 @@
+"""Seeded, offline synthetic market data, labelled `synthetic` wherever it lands.
+
+Every series is generated from a fixed epoch, so a session's bar is the same whatever
+range is asked for: a daily run and a backfill over the same dates agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from marginwatch.calendar import sessions_between
+from marginwatch.sources.base import RAW_BAR_SCHEMA, empty_bars
+
+EPOCH = dt.date(2000, 1, 3)
+HORIZON = dt.date(2039, 12, 30)
+
+# The story the default demo tells: ARM rallies after its IPO, then a synthetic crash
+# takes the default book's loans through warning into margin call (around March 2026)
+# and a recovery brings them back. Prices between anchors follow a Brownian bridge.
+ARM_STORY: list[tuple[dt.date, float]] = [
+    (dt.date(2023, 9, 14), 63.6),
+    (dt.date(2024, 7, 10), 180.0),
+    (dt.date(2025, 4, 7), 88.0),
+    (dt.date(2025, 11, 11), 150.0),
+    (dt.date(2026, 1, 30), 140.0),
+    (dt.date(2026, 2, 27), 60.0),
+    (dt.date(2026, 3, 11), 29.0),
+    (dt.date(2026, 3, 18), 24.5),
+    (dt.date(2026, 3, 25), 21.0),
+    (dt.date(2026, 4, 8), 20.5),
+    (dt.date(2026, 4, 22), 27.0),
+    (dt.date(2026, 5, 6), 34.0),
+    (dt.date(2026, 7, 1), 48.0),
+    (dt.date(2026, 11, 25), 70.0),
+]
+# Yen strengthens in the sell-off, which lifts the yen loan's LTV further.
+JPY_STORY: list[tuple[dt.date, float]] = [
+    (EPOCH, 105.0),
+    (dt.date(2023, 9, 14), 147.5),
+    (dt.date(2025, 11, 11), 154.0),
+    (dt.date(2026, 3, 25), 140.0),
+    (dt.date(2026, 11, 25), 150.0),
+]
+STORIES = {"ARM": ARM_STORY, "JPY=X": JPY_STORY}
+FX_BASE = {"JPY": 150.0, "EUR": 0.92, "GBP": 0.79, "CHF": 0.88, "CNY": 7.1, "HKD": 7.8}
+
+
+class SyntheticSource:
+    """Deterministic daily bars for any stock symbol and any Yahoo FX symbol (`XXX=X`)."""
+
+    name = "synthetic"
+
+    def __init__(self, seed: int = 20250911) -> None:
+        self.seed = seed
+        self._stock_days = sessions_between(EPOCH, HORIZON)
+        self._fx_days = pl.date_range(EPOCH, HORIZON, "1d", eager=True).filter(
+            pl.date_range(EPOCH, HORIZON, "1d", eager=True).dt.weekday() <= 5
+        )
+
+    def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Return bars in [start, end] (grain: symbol x session date)."""
+        frames = [self._series(symbol, start, end) for symbol in sorted(set(symbols))]
+        if not frames:
+            return empty_bars()
+        return pl.concat(frames).select(list(RAW_BAR_SCHEMA))
+
+    def _series(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        is_fx = symbol.endswith("=X")
+        days = self._fx_days if is_fx else self._stock_days
+        rng = np.random.default_rng([self.seed, zlib.crc32(symbol.encode())])
+        shocks = rng.standard_normal((4, len(days)))
+        vol = 0.004 if is_fx else 0.022
+        story = STORIES.get(symbol)
+        if story:
+            closes = _story_path(days, story, shocks[0], vol * 0.7)
+        else:
+            level = _fx_level(symbol) if is_fx else float(np.exp(rng.uniform(np.log(8), np.log(400))))
+            closes = level * np.exp(_mean_reverting(shocks[0] * vol))
+        frame = _ohlcv(symbol, days, closes, shocks[1:], vol, is_fx)
+        frame = frame.filter(pl.col("close").is_not_nan())
+        return frame.filter(pl.col("session_date").is_between(start, end))
+
+
+def _fx_level(symbol: str) -> float:
+    quote = symbol.removesuffix("=X")[-3:]
+    return FX_BASE.get(quote, 1.0)
+
+
+def _mean_reverting(steps: np.ndarray, keep: float = 0.998) -> np.ndarray:
+    """Return an AR(1) log path x[t] = keep * x[t-1] + steps[t], so levels stay plausible for decades."""
+    powers = keep ** np.arange(len(steps))
+    return powers * np.cumsum(steps / powers)
+
+
+def _story_path(days: pl.Series, story: list[tuple[dt.date, float]], shocks: np.ndarray, vol: float) -> np.ndarray:
+    """Log-linear path through the anchors plus bridge noise pinned at each anchor; NaN before the first."""
+    index = days.cast(pl.Int32).to_numpy()
+    anchor_x = np.array([days.search_sorted(day) for day, _ in story])
+    anchor_y = np.log([price for _, price in story])
+    noise = np.cumsum(shocks * vol)
+    x = np.arange(len(index))
+    pinned = np.interp(x, anchor_x, noise[anchor_x])
+    drift_after = np.where(x > anchor_x[-1], noise - noise[anchor_x[-1]], 0.0)
+    bridge = np.where(x <= anchor_x[-1], noise - pinned, drift_after)
+    log_path = np.interp(x, anchor_x, anchor_y) + bridge
+    log_path[x < anchor_x[0]] = np.nan
+    return np.exp(log_path)
+
+
+def _ohlcv(symbol: str, days: pl.Series, closes: np.ndarray, shocks: np.ndarray, vol: float, is_fx: bool) -> pl.DataFrame:
+    """Return consistent OHLCV bars around a close path (high >= open, close >= low)."""
+    previous = np.concatenate([[closes[0]], closes[:-1]])
+    previous = np.where(np.isnan(previous), closes, previous)  # first bar of a story symbol
+    opens = previous * np.exp(shocks[0] * vol * 0.3)
+    high = np.maximum(opens, closes) * (1 + np.abs(shocks[1]) * vol * 0.5)
+    low = np.minimum(opens, closes) * (1 - np.abs(shocks[2]) * vol * 0.5)
+    volume = np.zeros(len(closes)) if is_fx else np.round(2e6 * np.exp(np.abs(shocks[1]) * 0.5))
+    rounding = 4 if is_fx else 2
+    return pl.DataFrame(
+        {
+            "symbol": symbol,
+            "session_date": days,
+            "open": np.round(opens, rounding),
+            "high": np.round(high, rounding),
+            "low": np.round(low, rounding),
+            "close": np.round(closes, rounding),
+            "volume": volume,
+        }
+    ).with_columns(
+        adj_close=pl.col("close"),
+        dividends=pl.lit(0.0),
+        stock_splits=pl.lit(0.0),
+    )

@@ -1,0 +1,248 @@
+"""Daily loan-to-value for every loan and session in one vectorised pass."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.staging import fx_symbol
+
+LOAN_SCHEMA: dict[str, pl.DataType] = {
+    "loan_id": pl.String(),
+    "currency": pl.String(),
+    "principal": pl.Float64(),
+    "annual_rate": pl.Float64(),
+    "accrual_start": pl.Date(),
+    "valuation_window": pl.Int32(),
+    "cure_period_days": pl.Int32(),
+    "warning": pl.Float64(),
+    "margin_call": pl.Float64(),
+    "liquidation": pl.Float64(),
+    "cure_target": pl.Float64(),
+}
+
+COLLATERAL_SCHEMA: dict[str, pl.DataType] = {
+    "loan_id": pl.String(),
+    "symbol": pl.String(),
+    "symbol_currency": pl.String(),
+    "shares": pl.Float64(),
+    "haircut": pl.Float64(),
+}
+
+LTV_SCHEMA: dict[str, pl.DataType] = {
+    "loan_id": pl.String(),
+    "as_of_date": pl.Date(),
+    "price_date": pl.Date(),
+    "fx_date": pl.Date(),
+    "currency": pl.String(),
+    "collateral_value": pl.Float64(),
+    "loan_balance": pl.Float64(),
+    "ltv": pl.Float64(),
+    "status": pl.String(),
+    "price": pl.Float64(),
+    "fx": pl.Float64(),
+    "margin_call_price": pl.Float64(),
+    "liquidation_price": pl.Float64(),
+    "distance_to_margin_call": pl.Float64(),
+    "cure_cash": pl.Float64(),
+    "cure_shares": pl.Float64(),
+    "sessions_since_price": pl.Int32(),
+    "is_stale": pl.Boolean(),
+    "warning_ltv": pl.Float64(),
+    "margin_call_ltv": pl.Float64(),
+    "liquidation_ltv": pl.Float64(),
+    "cure_target_ltv": pl.Float64(),
+    "source": pl.String(),
+}
+
+STATUSES = ("ok", "warning", "margin_call", "liquidation")
+
+
+def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
+    """Return the mean close of each symbol's last `window` bars (grain: symbol x window x date)."""
+    ordered = prices.select("symbol", "session_date", "close", "source").sort(
+        "symbol", "session_date"
+    )
+    return pl.concat(
+        [
+            ordered.with_columns(
+                valuation_window=pl.lit(window, pl.Int32),
+                price=pl.col("close")
+                .rolling_mean(window, min_samples=1)
+                .over("symbol"),
+            )
+            for window in sorted(set(windows))
+        ]
+    ).drop("close")
+
+
+def add_session_lag(
+    frame: pl.LazyFrame, sessions: pl.LazyFrame, date_col: str, lag_col: str
+) -> pl.LazyFrame:
+    """Return `frame` with the number of sessions from `date_col` up to `as_of_date`."""
+    index = sessions.select(
+        pl.col("session_date"), pl.int_range(pl.len(), dtype=pl.Int32).alias("_idx")
+    )
+    as_of_index = index.rename({"session_date": "as_of_date", "_idx": "_as_of_idx"})
+    dated = frame.with_row_index("_row").sort(date_col)
+    dated = dated.join_asof(
+        index.rename({"session_date": "_session"}),
+        left_on=date_col,
+        right_on="_session",
+        strategy="backward",
+    )
+    return (
+        dated.join(as_of_index, on="as_of_date", how="left")
+        .with_columns(
+            (pl.col("_as_of_idx") - pl.col("_idx")).cast(pl.Int32).alias(lag_col)
+        )
+        .sort("_row")
+        .drop("_row", "_session", "_idx", "_as_of_idx")
+    )
+
+
+def value_collateral_lines(
+    loans: pl.LazyFrame,
+    collateral: pl.LazyFrame,
+    as_of_dates: pl.LazyFrame,
+    prices: pl.LazyFrame,
+    fx_rates: pl.LazyFrame,
+) -> pl.LazyFrame:
+    """Return each pledged line priced on each as-of date (grain: loan x symbol x as-of date)."""
+    windows = loans.select("valuation_window").unique().collect().to_series().to_list()
+    windowed = add_windowed_prices(prices, windows or [1])
+    lines = (
+        collateral.join(
+            loans.select("loan_id", "currency", "valuation_window"), on="loan_id"
+        )
+        .with_columns(
+            pair=pl.when(pl.col("symbol_currency") != pl.col("currency"))
+            .then(pl.col("symbol_currency") + pl.col("currency"))
+            .otherwise(None)
+        )
+        .join(as_of_dates, how="cross")
+        .sort("as_of_date")
+    )
+    priced = lines.join_asof(
+        windowed.rename({"session_date": "price_date"}).sort("price_date"),
+        left_on="as_of_date",
+        right_on="price_date",
+        by=["symbol", "valuation_window"],
+        strategy="backward",
+        check_sortedness=False,  # sorted by date overall, hence within every group
+    )
+    rates = fx_rates.select(
+        "pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx")
+    )
+    converted = priced.join_asof(
+        rates.sort("fx_date"),
+        left_on="as_of_date",
+        right_on="fx_date",
+        by="pair",
+        strategy="backward",
+        check_sortedness=False,
+    ).with_columns(
+        fx=pl.when(pl.col("pair").is_null()).then(1.0).otherwise(pl.col("fx"))
+    )
+    return converted.with_columns(
+        unit_value=pl.col("shares") * (1 - pl.col("haircut")) * pl.col("fx"),
+    ).with_columns(line_value=pl.col("unit_value") * pl.col("price"))
+
+
+def aggregate_collateral(
+    lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_after: int
+) -> pl.LazyFrame:
+    """Return collateral value per loan and as-of date, dropping dates a line has no price for."""
+    lagged = add_session_lag(lines, sessions, "price_date", "_price_lag")
+    lagged = add_session_lag(lagged, sessions, "fx_date", "_fx_lag")
+    single = pl.len() == 1
+    return (
+        lagged.group_by("loan_id", "as_of_date")
+        .agg(
+            collateral_value=pl.col("line_value").sum(),
+            _unpriced=pl.col("line_value").is_null().sum(),
+            price_date=pl.col("price_date").min(),
+            fx_date=pl.col("fx_date").min(),
+            sessions_since_price=pl.max_horizontal(
+                pl.col("_price_lag").max(), pl.col("_fx_lag").max()
+            ),
+            price=pl.when(single).then(pl.col("price").first()),
+            fx=pl.when(single).then(pl.col("fx").first()),
+            _unit_value=pl.when(single).then(pl.col("unit_value").first()),
+            _share_value=pl.when(single).then(
+                (pl.col("line_value") / pl.col("shares")).first()
+            ),
+            source=pl.col("source").unique().sort().str.join("+"),
+        )
+        .filter(pl.col("_unpriced") == 0)
+        .with_columns(is_stale=pl.col("sessions_since_price") > stale_after)
+        .drop("_unpriced")
+    )
+
+
+def compute_loan_ltv(
+    loans: pl.LazyFrame,
+    collateral: pl.LazyFrame,
+    sessions: pl.LazyFrame,
+    as_of_dates: pl.LazyFrame,
+    prices: pl.LazyFrame,
+    fx_rates: pl.LazyFrame,
+    stale_after: int = 3,
+) -> pl.LazyFrame:
+    """Return LTV, level, trigger prices and cure amounts (grain: loan x as-of date)."""
+    lines = value_collateral_lines(loans, collateral, as_of_dates, prices, fx_rates)
+    valued = aggregate_collateral(lines, sessions, stale_after).join(
+        loans, on="loan_id"
+    )
+    days = (
+        (pl.col("as_of_date") - pl.col("accrual_start"))
+        .dt.total_days()
+        .clip(lower_bound=0)
+    )
+    balance = pl.col("principal") * (1 + pl.col("annual_rate") * days / 360)
+    return (
+        valued.with_columns(loan_balance=balance)
+        .with_columns(ltv=pl.col("loan_balance") / pl.col("collateral_value"))
+        .with_columns(
+            status=pl.when(pl.col("ltv") >= pl.col("liquidation"))
+            .then(pl.lit("liquidation"))
+            .when(pl.col("ltv") >= pl.col("margin_call"))
+            .then(pl.lit("margin_call"))
+            .when(pl.col("ltv") >= pl.col("warning"))
+            .then(pl.lit("warning"))
+            .otherwise(pl.lit("ok")),
+            margin_call_price=pl.col("loan_balance")
+            / (pl.col("_unit_value") * pl.col("margin_call")),
+            liquidation_price=pl.col("loan_balance")
+            / (pl.col("_unit_value") * pl.col("liquidation")),
+            distance_to_margin_call=1 - pl.col("ltv") / pl.col("margin_call"),
+            cure_cash=(
+                pl.col("loan_balance")
+                - pl.col("cure_target") * pl.col("collateral_value")
+            ).clip(lower_bound=0),
+            cure_shares=(
+                (
+                    pl.col("loan_balance") / pl.col("cure_target")
+                    - pl.col("collateral_value")
+                )
+                / pl.col("_share_value")
+            ).clip(lower_bound=0),
+            warning_ltv=pl.col("warning"),
+            margin_call_ltv=pl.col("margin_call"),
+            liquidation_ltv=pl.col("liquidation"),
+            cure_target_ltv=pl.col("cure_target"),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in LTV_SCHEMA.items()])
+        .sort("loan_id", "as_of_date")
+    )
+
+
+def required_fx_symbols(collateral: pl.DataFrame, loans: pl.DataFrame) -> list[str]:
+    """Return the Yahoo FX symbols needed to convert every line into its loan's currency."""
+    pairs = (
+        collateral.join(loans.select("loan_id", "currency"), on="loan_id")
+        .filter(pl.col("symbol_currency") != pl.col("currency"))
+        .select("symbol_currency", "currency")
+        .unique()
+        .rows()
+    )
+    return sorted(fx_symbol(base, quote) for base, quote in pairs)

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: numbered migrations, connections under a run lock, idempotent writes."""

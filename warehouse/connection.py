@@ -1,0 +1,95 @@
+"""Connections to the warehouse file: one writer at a time under a run lock, many readers."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from marginwatch.errors import InputError, WarehouseBusy, WarehouseError
+from warehouse.migrate import check_version, load_migrations, migrate
+
+_POLL_SECONDS = 0.1
+READ_ONLY_SETTINGS = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def lock_path(path: Path) -> Path:
+    """Return the run-lock file that sits beside the warehouse file."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def run_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold the warehouse's run lock, waiting up to `timeout` seconds; WarehouseBusy after that."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusy(
+                        f"{path}: another marginwatch run holds the warehouse; gave up after waiting {timeout:g}s"
+                    ) from None
+                time.sleep(_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _connect(path: Path, timeout: float, **kwargs: object) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying while another process has it open for writing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), **kwargs)  # type: ignore[arg-type]
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "lock" not in message.lower():
+                raise WarehouseError(f"{path}: cannot open warehouse: {_first_line(message)}") from None
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{path}: warehouse is busy (held by another process) after {timeout:g}s") from None
+            time.sleep(_POLL_SECONDS)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{path}: cannot open warehouse: {_first_line(str(exc))}") from None
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+@contextmanager
+def open_writer(path: Path, timeout: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a read-write connection with the schema migrated; the caller holds the run lock."""
+    con = _connect(path, timeout)
+    try:
+        migrate(con, path)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def open_reader(path: Path, timeout: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a read-only connection that cannot touch files, extensions or settings."""
+    if not path.exists():
+        raise InputError(f"{path}: no warehouse here yet; run `marginwatch run` first")
+    con = _connect(path, timeout, read_only=True, config=dict(READ_ONLY_SETTINGS))
+    try:
+        check_version(con, path, load_migrations())
+        yield con
+    finally:
+        con.close()

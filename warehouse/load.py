@@ -1,0 +1,159 @@
+"""Reads the pipeline needs and the one transaction that publishes a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
+
+
+@dataclass
+class RunRecord:
+    """What `meta.runs` keeps of one flow run."""
+
+    run_id: str
+    flow: str
+    parameters: dict[str, Any]
+    source: str
+    started_at: dt.datetime
+    as_of_start: dt.date | None = None
+    as_of_end: dt.date | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def last_as_of_dates(con: duckdb.DuckDBPyConnection, loan_ids: list[str]) -> dict[str, dt.date]:
+    """Return the latest as-of date already computed for each loan that has one."""
+    rows = con.execute(
+        "SELECT loan_id, max(as_of_date) FROM marts.loan_ltv_daily WHERE loan_id IN (SELECT unnest(?)) GROUP BY 1",
+        [loan_ids],
+    ).fetchall()
+    return {loan_id: day for loan_id, day in rows}
+
+
+def read_price_history(
+    con: duckdb.DuckDBPyConnection, symbols: list[str], since: dt.date, until: dt.date
+) -> pl.DataFrame:
+    """Return staged prices in [since, until] plus each symbol's last bar before `since`."""
+    sql = """
+        SELECT * FROM staging.prices
+        WHERE symbol IN (SELECT unnest($symbols)) AND session_date BETWEEN $since AND $until
+        UNION ALL
+        (SELECT * FROM staging.prices
+         WHERE symbol IN (SELECT unnest($symbols)) AND session_date < $since
+         QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY session_date DESC) = 1)
+    """
+    frame = pl.from_arrow(con.execute(sql, {"symbols": symbols, "since": since, "until": until}).to_arrow_table())
+    return frame.select([pl.col(n).cast(t) for n, t in PRICE_SCHEMA.items()])
+
+
+def read_fx_history(con: duckdb.DuckDBPyConnection, pairs: list[str], since: dt.date, until: dt.date) -> pl.DataFrame:
+    """Return staged FX rates in [since, until] plus each pair's last rate before `since`."""
+    sql = """
+        SELECT * FROM staging.fx_rates
+        WHERE pair IN (SELECT unnest($pairs)) AND session_date BETWEEN $since AND $until
+        UNION ALL
+        (SELECT * FROM staging.fx_rates
+         WHERE pair IN (SELECT unnest($pairs)) AND session_date < $since
+         QUALIFY row_number() OVER (PARTITION BY pair ORDER BY session_date DESC) = 1)
+    """
+    frame = pl.from_arrow(con.execute(sql, {"pairs": pairs, "since": since, "until": until}).to_arrow_table())
+    return frame.select([pl.col(n).cast(t) for n, t in FX_SCHEMA.items()])
+
+
+def publish_run(
+    con: duckdb.DuckDBPyConnection,
+    raw: pl.DataFrame,
+    prices: pl.DataFrame,
+    fx_rates: pl.DataFrame,
+    ltv: pl.DataFrame,
+    loan_ids: list[str],
+    run: RunRecord,
+) -> None:
+    """Write a run's bars, staging rows, LTV partition and run record in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _append(con, "raw.market_bars", raw)
+        _upsert(con, "staging.prices", prices, ["symbol", "session_date"])
+        _upsert(con, "staging.fx_rates", fx_rates, ["pair", "session_date"])
+        _replace_ltv_partition(con, ltv, loan_ids, run.as_of_start, run.as_of_end)
+        _insert_run(con, run, "succeeded", None, dt.datetime.now(dt.UTC))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def record_failed_run(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -> None:
+    """Record a failed run on its own; nothing else the run computed is written."""
+    con.execute("BEGIN TRANSACTION")
+    _insert_run(con, run, "failed", error, dt.datetime.now(dt.UTC))
+    con.execute("COMMIT")
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.height:
+        con.register("_incoming", frame.to_arrow())
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+        con.unregister("_incoming")
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, keys: list[str]) -> None:
+    if not frame.height:
+        return
+    key_list = ", ".join(keys)
+    con.register("_incoming", frame.to_arrow())
+    con.execute(f"DELETE FROM {table} WHERE ({key_list}) IN (SELECT ({key_list}) FROM _incoming)")
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+    con.unregister("_incoming")
+
+
+def _replace_ltv_partition(
+    con: duckdb.DuckDBPyConnection,
+    ltv: pl.DataFrame,
+    loan_ids: list[str],
+    start: dt.date | None,
+    end: dt.date | None,
+) -> None:
+    if start is None or end is None:
+        return
+    con.execute(
+        "DELETE FROM marts.loan_ltv_daily WHERE loan_id IN (SELECT unnest(?)) AND as_of_date BETWEEN ? AND ?",
+        [loan_ids, start, end],
+    )
+    _append(con, "marts.loan_ltv_daily", ltv)
+
+
+def _insert_run(
+    con: duckdb.DuckDBPyConnection,
+    run: RunRecord,
+    status: str,
+    error: str | None,
+    finished_at: dt.datetime,
+) -> None:
+    con.execute(
+        "INSERT INTO meta.runs (run_id, flow, parameters, source, as_of_start, as_of_end, started_at, "
+        "finished_at, status, bars_fetched, prices_staged, fx_staged, ltv_rows, error) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run.run_id,
+            run.flow,
+            json.dumps(run.parameters, default=str, sort_keys=True),
+            run.source,
+            run.as_of_start,
+            run.as_of_end,
+            run.started_at,
+            finished_at,
+            status,
+            run.counts.get("bars_fetched", 0),
+            run.counts.get("prices_staged", 0),
+            run.counts.get("fx_staged", 0),
+            run.counts.get("ltv_rows", 0),
+            error,
+        ],
+    )

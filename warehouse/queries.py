@@ -1,0 +1,66 @@
+"""Read-only queries: user SQL behind a statement guard, and the latest status per loan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from marginwatch.errors import InputError
+from warehouse.connection import open_reader
+
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Column names and rows of a finished query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def check_read_only_sql(sql: str) -> None:
+    """Raise InputError unless `sql` is exactly one SELECT or EXPLAIN statement."""
+    try:
+        statements = duckdb.connect(":memory:").extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InputError(f"SQL does not parse: {_first_line(str(exc))}") from None
+    if len(statements) != 1:
+        raise InputError(f"SQL must be exactly one statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in _ALLOWED:
+        raise InputError(f"SQL refused: {kind.name} statements are not allowed; only SELECT queries run here")
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+def run_query(path: Path, sql: str, timeout: float) -> QueryResult:
+    """Return the result of one read-only query on the warehouse; InputError for refused or bad SQL."""
+    check_read_only_sql(sql)
+    with open_reader(path, timeout) as con:
+        try:
+            cursor = con.execute(sql)
+            rows = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"SQL failed: {_first_line(str(exc))}") from None
+        columns = [d[0] for d in cursor.description or []]
+    return QueryResult(columns, rows)
+
+
+LATEST_STATUS_SQL = """
+SELECT loan_id, as_of_date, price_date, currency, ltv, status, distance_to_margin_call,
+       margin_call_price, price, collateral_value, loan_balance, is_stale, source
+FROM marts.loan_ltv_daily
+QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1
+ORDER BY loan_id
+"""
+
+
+def latest_status(path: Path, timeout: float) -> QueryResult:
+    """Return the latest LTV row per loan (grain: one row per loan)."""
+    return run_query(path, LATEST_STATUS_SQL, timeout)
