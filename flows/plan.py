@@ -34,9 +34,7 @@ def require_session(day: dt.date, what: str) -> None:
         raise InputError(f"{what} {day}: {exc}") from None
     if not ok:
         previous = calendar.session_on_or_before(day)
-        raise InputError(
-            f"{what} {day} is not a NASDAQ session (the session before is {previous})"
-        )
+        raise InputError(f"{what} {day} is not a NASDAQ session (the session before is {previous})")
 
 
 def plan_daily(
@@ -75,6 +73,4 @@ def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
     if not len(sessions):
         raise InputError(f"backfill range {start}..{end} holds no NASDAQ session")
     first, last = sessions[0], sessions[-1]
-    return RunPlan(
-        first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS)
-    )
+    return RunPlan(first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS))

@@ -62,9 +62,7 @@ def execute(
     settings = book.settings
     source_name = source_spec or settings.source
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    record = RunRecord(
-        run_id, flow_name, parameters, source_name, dt.datetime.now(dt.UTC)
-    )
+    record = RunRecord(run_id, flow_name, parameters, source_name, dt.datetime.now(dt.UTC))
     loans, collateral = loan_frame(book), collateral_frame(book)
     loan_ids = loans["loan_id"].to_list()
     timeout = settings.lock_timeout_seconds
@@ -117,25 +115,15 @@ def execute(
     )
 
 
-def _last_computed(
-    warehouse: Path, timeout: float, loan_ids: list[str]
-) -> dict[str, dt.date]:
+def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict[str, dt.date]:
     with open_writer(warehouse, timeout) as con:
         return last_as_of_dates(con, loan_ids)
 
 
-def _record_failure(
-    warehouse: Path, timeout: float, record: RunRecord, exc: Exception
-) -> None:
-    message = (
-        str(exc)
-        if isinstance(exc, MarginwatchError)
-        else f"{type(exc).__name__}: {exc}"
-    )
+def _record_failure(warehouse: Path, timeout: float, record: RunRecord, exc: Exception) -> None:
+    message = str(exc) if isinstance(exc, MarginwatchError) else f"{type(exc).__name__}: {exc}"
     try:
         with open_writer(warehouse, timeout) as con:
-            record_failed_run(
-                con, record, message.splitlines()[0] if message else type(exc).__name__
-            )
+            record_failed_run(con, record, message.splitlines()[0] if message else type(exc).__name__)
     except Exception as inner:  # the original failure matters more than its record
         log.warning("could not record the failed run %s: %s", record.run_id, inner)

@@ -54,9 +54,7 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_retry_when_transient,
     cache_policy=NO_CACHE,
 )
-def fetch_bars(
-    source: MarketSource, symbols: list[str], start: dt.date, end: dt.date
-) -> pl.DataFrame:
+def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
     """Return the source's bars for every symbol in [start, end] (grain: symbol x session date)."""
     frames = []
     for done, symbol in enumerate(symbols, start=1):
@@ -66,9 +64,7 @@ def fetch_bars(
 
 
 @task(name="stage-bars", cache_policy=NO_CACHE)
-def stage_bars(
-    raw: pl.DataFrame, source: str, run_id: str, fetched_at: dt.datetime
-) -> StagedBatch:
+def stage_bars(raw: pl.DataFrame, source: str, run_id: str, fetched_at: dt.datetime) -> StagedBatch:
     """Return the labelled raw bars and their deduplicated, typed staging rows."""
     labelled = label_raw_bars(raw, source, run_id, fetched_at)
     latest = deduplicate_bars(labelled.lazy())
@@ -90,18 +86,12 @@ def read_history(
     if not warehouse.exists():
         return pl.DataFrame(schema=PRICE_SCHEMA), pl.DataFrame(schema=FX_SCHEMA)
     with open_writer(warehouse, timeout) as con:
-        return read_price_history(con, symbols, since, until), read_fx_history(
-            con, pairs, since, until
-        )
+        return read_price_history(con, symbols, since, until), read_fx_history(con, pairs, since, until)
 
 
-def _newest(
-    history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]
-) -> pl.DataFrame:
+def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Return history with rows replaced by incoming ones on the same keys."""
-    return pl.concat(
-        [history.join(incoming.select(keys), on=keys, how="anti"), incoming]
-    )
+    return pl.concat([history.join(incoming.select(keys), on=keys, how="anti"), incoming])
 
 
 @task(name="compute-ltv", cache_policy=NO_CACHE)
@@ -117,12 +107,8 @@ def compute_ltv(
     """Return LTV rows for every loan and session in [as_of_start, as_of_end]."""
     prices = _newest(history[0], batch.prices, ["symbol", "session_date"])
     fx_rates = _newest(history[1], batch.fx_rates, ["pair", "session_date"])
-    sessions = (
-        calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
-    )
-    as_of_dates = (
-        calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
-    )
+    sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
+    as_of_dates = calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
     ltv = compute_loan_ltv(
         loans.lazy(),
         collateral.lazy(),

@@ -17,9 +17,7 @@ def loan_frame(book: Book) -> pl.DataFrame:
             "principal": loan.principal,
             "annual_rate": loan.annual_rate,
             "accrual_start": loan.accrual_start,
-            "valuation_window": loan.valuation_window
-            if loan.valuation == "avg_close"
-            else 1,
+            "valuation_window": loan.valuation_window if loan.valuation == "avg_close" else 1,
             "cure_period_days": loan.cure_period_days,
             "warning": loan.levels.warning,
             "margin_call": loan.levels.margin_call,

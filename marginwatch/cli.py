@@ -48,7 +48,8 @@ FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")
 @app.callback()
 def main_options(
     config: Annotated[
-        Path | None, typer.Option("--config", help="Loan-book TOML (default ./marginwatch.toml, else the embedded book).")
+        Path | None,
+        typer.Option("--config", help="Loan-book TOML (default ./marginwatch.toml, else the embedded book)."),
     ] = None,
     warehouse: Annotated[
         Path | None, typer.Option("--warehouse", help="DuckDB warehouse file (default ./marginwatch.duckdb).")
@@ -83,8 +84,16 @@ def _show_summary(summary: RunSummary) -> None:
         render(changes.columns, changes.rows(), Format.table, out, title="Level changes in this run")
     latest = summary.ltv.sort("as_of_date").group_by("loan_id", maintain_order=True).last().sort("loan_id")
     view = latest.select(
-        "loan_id", "as_of_date", "price_date", "ltv", "status", "distance_to_margin_call",
-        "margin_call_price", "price", "currency", "is_stale",
+        "loan_id",
+        "as_of_date",
+        "price_date",
+        "ltv",
+        "status",
+        "distance_to_margin_call",
+        "margin_call_price",
+        "price",
+        "currency",
+        "is_stale",
     )
     render(view.columns, view.rows(), Format.table, out, title="Latest LTV per loan")
     out.print(f"warehouse: {state.env.warehouse_path}")

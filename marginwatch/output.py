@@ -8,7 +8,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 PERCENT_COLUMNS = {"ltv", "distance_to_margin_call"}
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of the query commands."""
 
     table = "table"
@@ -47,7 +47,9 @@ def _cell(column: str, value: Any) -> str:
     return str(_plain(value))
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, console: Console, title: str = "") -> None:
+def render(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, console: Console, title: str = ""
+) -> None:
     """Write rows to the console in the chosen format."""
     if fmt is Format.json:
         payload = [{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows]

@@ -59,29 +59,21 @@ STATUSES = ("ok", "warning", "margin_call", "liquidation")
 
 def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
     """Return the mean close of each symbol's last `window` bars (grain: symbol x window x date)."""
-    ordered = prices.select("symbol", "session_date", "close", "source").sort(
-        "symbol", "session_date"
-    )
+    ordered = prices.select("symbol", "session_date", "close", "source").sort("symbol", "session_date")
     return pl.concat(
         [
             ordered.with_columns(
                 valuation_window=pl.lit(window, pl.Int32),
-                price=pl.col("close")
-                .rolling_mean(window, min_samples=1)
-                .over("symbol"),
+                price=pl.col("close").rolling_mean(window, min_samples=1).over("symbol"),
             )
             for window in sorted(set(windows))
         ]
     ).drop("close")
 
 
-def add_session_lag(
-    frame: pl.LazyFrame, sessions: pl.LazyFrame, date_col: str, lag_col: str
-) -> pl.LazyFrame:
+def add_session_lag(frame: pl.LazyFrame, sessions: pl.LazyFrame, date_col: str, lag_col: str) -> pl.LazyFrame:
     """Return `frame` with the number of sessions from `date_col` up to `as_of_date`."""
-    index = sessions.select(
-        pl.col("session_date"), pl.int_range(pl.len(), dtype=pl.Int32).alias("_idx")
-    )
+    index = sessions.select(pl.col("session_date"), pl.int_range(pl.len(), dtype=pl.Int32).alias("_idx"))
     as_of_index = index.rename({"session_date": "as_of_date", "_idx": "_as_of_idx"})
     dated = frame.with_row_index("_row").sort(date_col)
     dated = dated.join_asof(
@@ -92,9 +84,7 @@ def add_session_lag(
     )
     return (
         dated.join(as_of_index, on="as_of_date", how="left")
-        .with_columns(
-            (pl.col("_as_of_idx") - pl.col("_idx")).cast(pl.Int32).alias(lag_col)
-        )
+        .with_columns((pl.col("_as_of_idx") - pl.col("_idx")).cast(pl.Int32).alias(lag_col))
         .sort("_row")
         .drop("_row", "_session", "_idx", "_as_of_idx")
     )
@@ -111,9 +101,7 @@ def value_collateral_lines(
     windows = loans.select("valuation_window").unique().collect().to_series().to_list()
     windowed = add_windowed_prices(prices, windows or [1])
     lines = (
-        collateral.join(
-            loans.select("loan_id", "currency", "valuation_window"), on="loan_id"
-        )
+        collateral.join(loans.select("loan_id", "currency", "valuation_window"), on="loan_id")
         .with_columns(
             pair=pl.when(pl.col("symbol_currency") != pl.col("currency"))
             .then(pl.col("symbol_currency") + pl.col("currency"))
@@ -130,9 +118,7 @@ def value_collateral_lines(
         strategy="backward",
         check_sortedness=False,  # sorted by date overall, hence within every group
     )
-    rates = fx_rates.select(
-        "pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx")
-    )
+    rates = fx_rates.select("pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx"))
     converted = priced.join_asof(
         rates.sort("fx_date"),
         left_on="as_of_date",
@@ -140,17 +126,13 @@ def value_collateral_lines(
         by="pair",
         strategy="backward",
         check_sortedness=False,
-    ).with_columns(
-        fx=pl.when(pl.col("pair").is_null()).then(1.0).otherwise(pl.col("fx"))
-    )
+    ).with_columns(fx=pl.when(pl.col("pair").is_null()).then(1.0).otherwise(pl.col("fx")))
     return converted.with_columns(
         unit_value=pl.col("shares") * (1 - pl.col("haircut")) * pl.col("fx"),
     ).with_columns(line_value=pl.col("unit_value") * pl.col("price"))
 
 
-def aggregate_collateral(
-    lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_after: int
-) -> pl.LazyFrame:
+def aggregate_collateral(lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_after: int) -> pl.LazyFrame:
     """Return collateral value per loan and as-of date, dropping dates a line has no price for."""
     lagged = add_session_lag(lines, sessions, "price_date", "_price_lag")
     lagged = add_session_lag(lagged, sessions, "fx_date", "_fx_lag")
@@ -162,15 +144,11 @@ def aggregate_collateral(
             _unpriced=pl.col("line_value").is_null().sum(),
             price_date=pl.col("price_date").min(),
             fx_date=pl.col("fx_date").min(),
-            sessions_since_price=pl.max_horizontal(
-                pl.col("_price_lag").max(), pl.col("_fx_lag").max()
-            ),
+            sessions_since_price=pl.max_horizontal(pl.col("_price_lag").max(), pl.col("_fx_lag").max()),
             price=pl.when(single).then(pl.col("price").first()),
             fx=pl.when(single).then(pl.col("fx").first()),
             _unit_value=pl.when(single).then(pl.col("unit_value").first()),
-            _share_value=pl.when(single).then(
-                (pl.col("line_value") / pl.col("shares")).first()
-            ),
+            _share_value=pl.when(single).then((pl.col("line_value") / pl.col("shares")).first()),
             source=pl.col("source").unique().sort().str.join("+"),
         )
         .filter(pl.col("_unpriced") == 0)
@@ -190,14 +168,8 @@ def compute_loan_ltv(
 ) -> pl.LazyFrame:
     """Return LTV, level, trigger prices and cure amounts (grain: loan x as-of date)."""
     lines = value_collateral_lines(loans, collateral, as_of_dates, prices, fx_rates)
-    valued = aggregate_collateral(lines, sessions, stale_after).join(
-        loans, on="loan_id"
-    )
-    days = (
-        (pl.col("as_of_date") - pl.col("accrual_start"))
-        .dt.total_days()
-        .clip(lower_bound=0)
-    )
+    valued = aggregate_collateral(lines, sessions, stale_after).join(loans, on="loan_id")
+    days = (pl.col("as_of_date") - pl.col("accrual_start")).dt.total_days().clip(lower_bound=0)
     balance = pl.col("principal") * (1 + pl.col("annual_rate") * days / 360)
     return (
         valued.with_columns(loan_balance=balance)
@@ -210,21 +182,12 @@ def compute_loan_ltv(
             .when(pl.col("ltv") >= pl.col("warning"))
             .then(pl.lit("warning"))
             .otherwise(pl.lit("ok")),
-            margin_call_price=pl.col("loan_balance")
-            / (pl.col("_unit_value") * pl.col("margin_call")),
-            liquidation_price=pl.col("loan_balance")
-            / (pl.col("_unit_value") * pl.col("liquidation")),
+            margin_call_price=pl.col("loan_balance") / (pl.col("_unit_value") * pl.col("margin_call")),
+            liquidation_price=pl.col("loan_balance") / (pl.col("_unit_value") * pl.col("liquidation")),
             distance_to_margin_call=1 - pl.col("ltv") / pl.col("margin_call"),
-            cure_cash=(
-                pl.col("loan_balance")
-                - pl.col("cure_target") * pl.col("collateral_value")
-            ).clip(lower_bound=0),
+            cure_cash=(pl.col("loan_balance") - pl.col("cure_target") * pl.col("collateral_value")).clip(lower_bound=0),
             cure_shares=(
-                (
-                    pl.col("loan_balance") / pl.col("cure_target")
-                    - pl.col("collateral_value")
-                )
-                / pl.col("_share_value")
+                (pl.col("loan_balance") / pl.col("cure_target") - pl.col("collateral_value")) / pl.col("_share_value")
             ).clip(lower_bound=0),
             warning_ltv=pl.col("warning"),
             margin_call_ltv=pl.col("margin_call"),

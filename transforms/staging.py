@@ -46,17 +46,11 @@ def fx_symbol(base: str, quote: str) -> str:
 def fx_pair_expr(symbol: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """Return (base, quote) currency expressions for Yahoo FX symbols (`JPY=X`, `EURUSD=X`)."""
     code = symbol.str.strip_suffix("=X")
-    base = (
-        pl.when(code.str.len_chars() == 3)
-        .then(pl.lit("USD"))
-        .otherwise(code.str.slice(0, 3))
-    )
+    base = pl.when(code.str.len_chars() == 3).then(pl.lit("USD")).otherwise(code.str.slice(0, 3))
     return base, code.str.slice(-3)
 
 
-def label_raw_bars(
-    bars: pl.DataFrame, source: str, run_id: str, fetched_at: dt.datetime
-) -> pl.DataFrame:
+def label_raw_bars(bars: pl.DataFrame, source: str, run_id: str, fetched_at: dt.datetime) -> pl.DataFrame:
     """Return bars with `source`, `run_id` and `fetched_at` (grain: symbol x session date x fetch)."""
     return bars.with_columns(
         source=pl.lit(source),
@@ -91,9 +85,7 @@ def stage_fx_rates(bars: pl.LazyFrame) -> pl.LazyFrame:
     base, quote = fx_pair_expr(pl.col("symbol"))
     return (
         bars.filter(pl.col("symbol").str.ends_with("=X"))
-        .with_columns(
-            base_currency=base, quote_currency=quote, yahoo_symbol=pl.col("symbol")
-        )
+        .with_columns(base_currency=base, quote_currency=quote, yahoo_symbol=pl.col("symbol"))
         .with_columns(
             pair=pl.col("base_currency") + pl.col("quote_currency"),
             rate=pl.col("close"),

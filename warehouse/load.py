@@ -48,7 +48,7 @@ def read_price_history(
          WHERE symbol IN (SELECT unnest($symbols)) AND session_date < $since
          QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY session_date DESC) = 1)
     """
-    frame = pl.from_arrow(con.execute(sql, {"symbols": symbols, "since": since, "until": until}).to_arrow_table())
+    frame = con.sql(sql, params={"symbols": symbols, "since": since, "until": until}).pl()
     return frame.select([pl.col(n).cast(t) for n, t in PRICE_SCHEMA.items()])
 
 
@@ -62,7 +62,7 @@ def read_fx_history(con: duckdb.DuckDBPyConnection, pairs: list[str], since: dt.
          WHERE pair IN (SELECT unnest($pairs)) AND session_date < $since
          QUALIFY row_number() OVER (PARTITION BY pair ORDER BY session_date DESC) = 1)
     """
-    frame = pl.from_arrow(con.execute(sql, {"pairs": pairs, "since": since, "until": until}).to_arrow_table())
+    frame = con.sql(sql, params={"pairs": pairs, "since": since, "until": until}).pl()
     return frame.select([pl.col(n).cast(t) for n, t in FX_SCHEMA.items()])
 
 

@@ -39,13 +39,13 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """Return the schema version recorded in the warehouse (0 for an empty one)."""
+    # fetchall, not fetchone: DuckDB refuses new work while a result is half read.
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' AND table_name = 'schema_version'"
-    ).fetchone()
-    if not exists or exists[0] == 0:
+    ).fetchall()
+    if exists[0][0] == 0:
         return 0
-    row = con.execute("SELECT coalesce(max(version), 0) FROM meta.schema_version").fetchone()
-    return int(row[0]) if row else 0
+    return int(con.execute("SELECT coalesce(max(version), 0) FROM meta.schema_version").fetchall()[0][0])
 
 
 def check_version(con: duckdb.DuckDBPyConnection, path: Path, migrations: list[Migration]) -> int:

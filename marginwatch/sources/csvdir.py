@@ -36,9 +36,7 @@ class CsvDirSource:
         self.directory = Path(directory)
         self.name = f"csv:{directory}"
 
-    def fetch_bars(
-        self, symbols: Sequence[str], start: dt.date, end: dt.date
-    ) -> pl.DataFrame:
+    def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return RAW_BAR_SCHEMA bars with session dates in [start, end], sorted."""
         if not self.directory.is_dir():
             raise InputError(f"csv source directory {self.directory} does not exist")
@@ -52,9 +50,7 @@ class CsvDirSource:
         """Parse the whole file of one symbol."""
         # A symbol is a file name here; anything with a path part would escape the folder.
         if not symbol or Path(symbol).name != symbol:
-            raise InputError(
-                f"symbol {symbol!r} cannot name a file in {self.directory}"
-            )
+            raise InputError(f"symbol {symbol!r} cannot name a file in {self.directory}")
         path = self.directory / f"{symbol}.csv"
         if not path.is_file():
             raise SourceUnavailable(symbol, f"no file {path}")
@@ -69,9 +65,7 @@ def read_bars_csv(path: Path, symbol: str) -> pl.DataFrame:
         raise InputError(f"{path}: cannot read file: {exc.strerror}") from None
     text = _decode(raw, path).rstrip()
     if not text:
-        raise InputError(
-            f"{path} line 1: file is empty (expected a yfinance CSV header)"
-        )
+        raise InputError(f"{path} line 1: file is empty (expected a yfinance CSV header)")
     # Splitting the text ourselves keeps row i on line i + 2 exactly; a CSV reader pads
     # short rows silently and cannot report field counts.
     header, *lines = text.split("\n")
@@ -91,11 +85,7 @@ def _decode(raw: bytes, path: Path) -> str:
         line = raw.count(b"\n", 0, exc.start) + 1
         field = raw.count(b",", raw.rfind(b"\n", 0, exc.start) + 1, exc.start)
         header = raw.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
-        column = (
-            header[field].strip()
-            if line > 1 and field < len(header)
-            else str(field + 1)
-        )
+        column = header[field].strip() if line > 1 and field < len(header) else str(field + 1)
         problem = f"byte 0x{raw[exc.start]:02x} is not valid UTF-8"
         raise InputError(f"{path} line {line}, column {column}: {problem}") from None
 
@@ -128,8 +118,7 @@ def _split_rows(lines: list[str], names: list[str]) -> pl.DataFrame:
     numeric = [name for name in names if name in NUMERIC_COLUMNS]
     # Missing-value spellings become null once, so every later test is a null test.
     rows = rows.with_columns(pl.col(names).str.strip_chars()).with_columns(
-        pl.when(~pl.col(c).str.to_lowercase().is_in(_MISSING)).then(pl.col(c)).alias(c)
-        for c in numeric
+        pl.when(~pl.col(c).str.to_lowercase().is_in(_MISSING)).then(pl.col(c)).alias(c) for c in numeric
     )
     date = pl.col("Date")
     parsed = date.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
@@ -171,14 +160,10 @@ def _checks(names: list[str], symbol: str) -> list[Check]:
     return checks
 
 
-def _raise_first(
-    rows: pl.DataFrame, checks: list[Check], path: Path, symbol: str
-) -> None:
+def _raise_first(rows: pl.DataFrame, checks: list[Check], path: Path, symbol: str) -> None:
     """Raise InputError for the earliest failing line, first failing check on that line."""
     # Null masks only arise on short rows, which the field-count check already reports.
-    masks = [
-        mask.fill_null(True).alias(str(i)) for i, (mask, _, _) in enumerate(checks)
-    ]
+    masks = [mask.fill_null(True).alias(str(i)) for i, (mask, _, _) in enumerate(checks)]
     flags = rows.select(masks)
     first = flags.select(pl.any_horizontal(pl.all()).arg_true().first()).item()
     if first is None:
@@ -200,12 +185,8 @@ def _bars(rows: pl.DataFrame, names: list[str], symbol: str) -> pl.DataFrame:
         "Stock Splits": pl.lit(0.0),
     }
     numbers = [
-        (pl.col(f"#{name}") if name in names else absent[name]).alias(
-            name.lower().replace(" ", "_")
-        )
+        (pl.col(f"#{name}") if name in names else absent[name]).alias(name.lower().replace(" ", "_"))
         for name in NUMERIC_COLUMNS
     ]
-    out = rows.select(
-        pl.lit(symbol).alias("symbol"), pl.col("_date").alias("session_date"), *numbers
-    )
+    out = rows.select(pl.lit(symbol).alias("symbol"), pl.col("_date").alias("session_date"), *numbers)
     return out.cast(pl.Schema(RAW_BAR_SCHEMA))

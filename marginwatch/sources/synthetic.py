@@ -112,7 +112,9 @@ def _story_path(days: pl.Series, story: list[tuple[dt.date, float]], shocks: np.
     return np.exp(log_path)
 
 
-def _ohlcv(symbol: str, days: pl.Series, closes: np.ndarray, shocks: np.ndarray, vol: float, is_fx: bool) -> pl.DataFrame:
+def _ohlcv(
+    symbol: str, days: pl.Series, closes: np.ndarray, shocks: np.ndarray, vol: float, is_fx: bool
+) -> pl.DataFrame:
     """Return consistent OHLCV bars around a close path (high >= open, close >= low)."""
     previous = np.concatenate([[closes[0]], closes[:-1]])
     previous = np.where(np.isnan(previous), closes, previous)  # first bar of a story symbol
