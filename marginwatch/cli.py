@@ -62,8 +62,12 @@ def main_options(
     set_prefect_defaults(debug)
 
 
-def _book() -> Book:
+def _book(source: str | None = None) -> Book:
+    """Return the validated book, checking the source name before any flow starts."""
+    from flows.sources import make_source
+
     book = load_book(state.env.config_path)
+    make_source(source or book.settings.source, book.settings.synthetic_seed)
     if state.env.config_is_embedded:
         err.print(f"[dim]using the embedded default book ({state.env.config_path.name}); no ./marginwatch.toml[/dim]")
     return book
@@ -108,7 +112,7 @@ def run(
     source: SourceOption = None,
 ) -> None:
     """Run the daily flow: LTV through the as-of session, catching up missed sessions."""
-    book = _book()
+    book = _book(source)
     from flows.daily import daily
 
     with _progress():
@@ -125,7 +129,7 @@ def backfill(
     source: SourceOption = None,
 ) -> None:
     """Compute LTV for every NASDAQ session in a date range, in one flow run."""
-    book = _book()
+    book = _book(source)
     from flows.backfill import backfill as backfill_flow
     from marginwatch.calendar import latest_completed_session
 

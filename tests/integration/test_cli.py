@@ -1,0 +1,136 @@
+"""The command line through its real entry point: exit codes, one-line errors, output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from marginwatch import cli
+from warehouse.connection import run_lock
+
+pytestmark = pytest.mark.slow
+EXE = Path(sys.executable).with_name("marginwatch")
+
+
+def marginwatch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script as a user would, in `cwd`."""
+    environment = {**os.environ, "PREFECT_HOME": str(cwd / ".prefect"), **(env or {})}
+    environment.pop("MARGINWATCH_CONFIG", None)
+    environment.pop("MARGINWATCH_WAREHOUSE", None)
+    return subprocess.run([str(EXE), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI's `main` in this process (so Yahoo's seam can be patched); return code, out, err."""
+    monkeypatch.setattr(sys, "argv", ["marginwatch", *args])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+def test_main_job_runs_on_the_embedded_default_and_queries_answer(tmp_path: Path) -> None:
+    result = marginwatch("run", "--as-of", "2026-06-30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC DATA" in result.stdout and "margin_call" in result.stdout
+    assert (tmp_path / "marginwatch.duckdb").exists()
+    status = marginwatch("status", "--format", "json", cwd=tmp_path)
+    latest = {row["loan_id"]: row for row in json.loads(status.stdout)}
+    assert set(latest) == {"sbg-arm-usd", "sbg-arm-jpy"}
+    assert {row["as_of_date"] for row in latest.values()} == {"2026-06-30"}
+    assert all(row["source"] == "synthetic" for row in latest.values())
+    query = marginwatch(
+        "sql",
+        "SELECT status, count(*) AS n FROM marts.loan_ltv_daily GROUP BY 1 ORDER BY 1",
+        "--format",
+        "csv",
+        cwd=tmp_path,
+    )
+    lines = query.stdout.splitlines()
+    assert lines[0] == "status,n" and [line.split(",")[0] for line in lines[1:]] == ["margin_call", "ok", "warning"]
+    refused = marginwatch("sql", "DROP TABLE marts.loan_ltv_daily", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.strip()
+        == "marginwatch: error: SQL refused: DROP statements are not allowed; only SELECT queries run here"
+    )
+
+
+def test_invalid_config_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    book = tmp_path / "book.toml"
+    book.write_text(
+        '[[loans]]\nid = "x"\nborrower = "B"\ncurrency = "USD"\nprincipal = 1\nannual_rate = 0\n'
+        "accrual_start = 2025-01-02\n[loans.levels]\nwarning = 0.6\nmargin_call = 0.5\nliquidation = 0.7\n"
+        'cure_target = 0.3\n[[loans.collateral]]\nsymbol = "ARM"\nshares = 1\n'
+    )
+    result = marginwatch("--config", str(book), "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"marginwatch: error: {book}: loan 'x': field levels: levels must satisfy")
+    assert not (tmp_path / "marginwatch.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--as-of", "2026-13-01"],
+        ["backfill"],
+        ["run", "--source", "ftp"],
+        ["status", "--format", "xml"],
+        ["sql"],
+        ["frobnicate"],
+    ],
+    ids=["bad-date", "missing-start", "unknown-source", "unknown-format", "missing-query", "unknown-command"],
+)
+def test_bad_arguments_exit_2(tmp_path: Path, args: list[str]) -> None:
+    result = marginwatch(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "marginwatch.duckdb").exists()
+
+
+def test_status_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:
+    result = marginwatch("status", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no warehouse here yet; run `marginwatch run` first" in result.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_busy_warehouse_exits_5_after_the_configured_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], book_path: Path
+) -> None:
+    book = tmp_path / "book.toml"
+    book.write_text(book_path.read_text().replace("lock_timeout_seconds = 60", "lock_timeout_seconds = 0.5"))
+    warehouse = tmp_path / "w.duckdb"
+    with run_lock(warehouse, 1):
+        code, _, err = in_process(monkeypatch, capsys, "--config", str(book), "--warehouse", str(warehouse), "run")
+    assert code == 5
+    assert err.strip().endswith("another marginwatch run holds the warehouse; gave up after waiting 0.5s")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_yahoo_unreachable_exits_4_naming_the_symbol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    import yfinance.data
+
+    def unreachable(self: object, url: str, params: object = None, timeout: float = 30) -> None:
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(yfinance.data.YfData, "get", unreachable)
+    warehouse = tmp_path / "w.duckdb"
+    code, _, err = in_process(
+        monkeypatch, capsys, "--warehouse", str(warehouse), "run", "--source", "yfinance", "--as-of", "2026-03-02"
+    )
+    assert code == 4
+    assert err.strip().splitlines()[-1] == (
+        "marginwatch: error: source unavailable for ARM: network unreachable (DNS lookup failed)"
+    )
+    assert not warehouse.exists()
