@@ -1,4 +1,4 @@
-"""The body both flows share: plan, fetch, stage, compute and publish under the run lock."""
+"""The body both flows share: plan, fetch, check, stage, compute and publish under the run lock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,13 @@ from prefect.runtime import flow_run
 from flows import tasks
 from flows.plan import RunPlan
 from flows.sources import make_source
+from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
 from marginwatch.config import Book
-from marginwatch.errors import MarginwatchError
-from transforms.staging import fx_pair_expr
+from marginwatch.errors import DataQualityError, MarginwatchError
+from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunRecord, last_as_of_dates, record_failed_run
+from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
 
 log = logging.getLogger("marginwatch")
 
@@ -39,15 +40,23 @@ class RunSummary:
     as_of_end: dt.date
     counts: dict[str, int]
     ltv: pl.DataFrame = field(repr=False)
+    dq_results: pl.DataFrame = field(repr=False)
+    data_docs: Path | None = None
+    held_back: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _pairs(symbols: list[str]) -> list[str]:
-    base, quote = fx_pair_expr(pl.col("symbol"))
-    fx = pl.DataFrame(
-        {"symbol": [s for s in symbols if s.endswith("=X")]},
-        schema={"symbol": pl.String},
+def _pair(symbol: str) -> str:
+    base, quote = fx_pair_expr(pl.lit(symbol))
+    return str(pl.select(base + quote).item())
+
+
+def _held_back_loans(collateral: pl.DataFrame, loans: pl.DataFrame, symbols: list[str], pairs: list[str]) -> list[str]:
+    """Return the loans that depend on a held-back symbol or FX pair."""
+    lines = collateral.join(loans.select("loan_id", "currency"), on="loan_id").with_columns(
+        pair=pl.col("symbol_currency") + pl.col("currency")
     )
-    return fx.select(base + quote).to_series().to_list()
+    hit = lines.filter(pl.col("symbol").is_in(symbols) | (pl.col("pair").is_in(pairs)))
+    return sorted(hit["loan_id"].unique().to_list())
 
 
 def execute(
@@ -60,59 +69,117 @@ def execute(
 ) -> RunSummary:
     """Run the pipeline for the sessions `planner` chooses and publish it in one transaction."""
     settings = book.settings
-    source_name = source_spec or settings.source
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    record = RunRecord(run_id, flow_name, parameters, source_name, dt.datetime.now(dt.UTC))
-    loans, collateral = loan_frame(book), collateral_frame(book)
-    loan_ids = loans["loan_id"].to_list()
+    record = RunRecord(run_id, flow_name, parameters, source_spec or settings.source, dt.datetime.now(dt.UTC))
     timeout = settings.lock_timeout_seconds
     with run_lock(warehouse, timeout):
         existed = warehouse.exists()
         try:
-            source = make_source(source_name, settings.synthetic_seed)
-            last = _last_computed(warehouse, timeout, loan_ids) if existed else {}
-            plan = planner(last)
-            record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
-            symbols = market_symbols(book)
-            raw = tasks.fetch_bars(source, symbols, plan.fetch_start, plan.fetch_end)
-            batch = tasks.stage_bars(raw, source.name, run_id, dt.datetime.now(dt.UTC))
-            history = tasks.read_history(
-                warehouse,
-                timeout,
-                [s for s in symbols if not s.endswith("=X")],
-                _pairs(symbols),
-                plan.fetch_start,
-                plan.fetch_end,
-            )
-            ltv = tasks.compute_ltv(
-                loans,
-                collateral,
-                history,
-                batch,
-                plan.as_of_start,
-                plan.as_of_end,
-                settings.stale_after_sessions,
-            ).with_columns(run_id=pl.lit(run_id))
-            record.counts = {
-                "bars_fetched": raw.height,
-                "prices_staged": batch.prices.height,
-                "fx_staged": batch.fx_rates.height,
-                "ltv_rows": ltv.height,
-            }
-            tasks.load_warehouse(warehouse, timeout, batch, ltv, loan_ids, record)
+            summary = _pipeline(book, warehouse, source_spec, planner, record)
         except Exception as exc:
             if existed:
                 _record_failure(warehouse, timeout, record, exc)
             raise
+    if summary.held_back:
+        raise DataQualityError(_gate_message(summary), summary)
+    return summary
+
+
+def _pipeline(book: Book, warehouse: Path, source_spec: str | None, planner: Planner, record: RunRecord) -> RunSummary:
+    settings = book.settings
+    timeout = settings.lock_timeout_seconds
+    source = make_source(source_spec or settings.source, settings.synthetic_seed)
+    loans, collateral = loan_frame(book), collateral_frame(book)
+    loan_ids = loans["loan_id"].to_list()
+    plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
+    record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
+    symbols = market_symbols(book)
+    stocks = [s for s in symbols if not s.endswith("=X")]
+    pairs = [_pair(s) for s in symbols if s.endswith("=X")]
+    fetched = tasks.fetch_bars(source, symbols, plan.fetch_start, plan.fetch_end)
+    raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
+    history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
+    verdict = tasks.validate_incoming(raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id)
+    staged = tasks.stage_bars(verdict)
+    plan = _widen_for_revisions(plan, history, staged)
+    record.as_of_start = plan.as_of_start
+    held = _held_back_loans(collateral, loans, verdict.blocked_symbols, verdict.blocked_pairs)
+    ready = loans.filter(~pl.col("loan_id").is_in(held))
+    ltv = tasks.compute_ltv(
+        ready, collateral, history, staged, plan.as_of_start, plan.as_of_end, settings.stale_after_sessions
+    ).with_columns(run_id=pl.lit(record.run_id))
+    ltv, ltv_results, bad_loans = tasks.validate_ltv(ltv, record.run_id)
+    published = [loan for loan in ready["loan_id"].to_list() if loan not in bad_loans]
+    output = RunOutput(
+        raw, staged[0], staged[1], ltv, published, verdict.quarantined, pl.concat([verdict.results, ltv_results])
+    )
+    held_back = {
+        "symbols": verdict.blocked_symbols,
+        "pairs": verdict.blocked_pairs,
+        "loans": sorted({*held, *bad_loans}),
+    }
+    record.counts = {
+        "bars_fetched": raw.height,
+        "prices_staged": staged[0].height,
+        "fx_staged": staged[1].height,
+        "ltv_rows": ltv.height,
+        "bars_quarantined": verdict.quarantined.height,
+    }
+    if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
+        record.status, record.error = "dq_failed", _held_text(held_back)
+    tasks.load_warehouse(warehouse, timeout, output, record)
+    docs = _data_docs(warehouse, settings.data_docs_dir)
     return RunSummary(
-        run_id,
-        flow_name,
+        record.run_id,
+        record.flow,
         source.name,
         plan.as_of_start,
         plan.as_of_end,
         record.counts,
         ltv,
+        output.dq_results,
+        docs,
+        held_back if record.status == "dq_failed" else {},
     )
+
+
+def _widen_for_revisions(
+    plan: RunPlan, history: tuple[pl.DataFrame, pl.DataFrame], staged: tuple[pl.DataFrame, pl.DataFrame]
+) -> RunPlan:
+    """Recompute from the earliest staged bar the source revised (or a move since confirmed)."""
+    revised = [
+        earliest_revision(history[0], staged[0], ["symbol", "session_date"], ["close", "is_unconfirmed"]),
+        earliest_revision(history[1], staged[1], ["pair", "session_date"], ["rate"]),
+    ]
+    earliest = min((day for day in revised if day is not None), default=None)
+    if earliest is None or earliest >= plan.as_of_start:
+        return plan
+    sessions = calendar.sessions_between(earliest, plan.as_of_start)
+    return replace(plan, as_of_start=sessions[0])
+
+
+def _held_text(held: dict[str, list[str]]) -> str:
+    parts = [f"{kind} {', '.join(names)}" for kind, names in held.items() if names]
+    return "data-quality gate held back " + "; ".join(parts)
+
+
+def _gate_message(summary: RunSummary) -> str:
+    failed = summary.dq_results.filter(~pl.col("success") & (pl.col("severity") == "blocking"))
+    checks = ", ".join(
+        f"{r['suite']}.{r['check_name']} ({r['unexpected_count']} rows)" for r in failed.iter_rows(named=True)
+    )
+    return f"{_held_text(summary.held_back)}: failed {checks}; failing rows are in raw.quarantined_bars"
+
+
+def _data_docs(warehouse: Path, configured: Path | None) -> Path | None:
+    from expectations.docs import build_data_docs
+
+    directory = configured or warehouse.with_name(f"{warehouse.stem}-data-docs")
+    try:
+        return build_data_docs(directory)
+    except Exception as exc:  # the published run stands; docs are a rendering of stored results
+        log.warning("could not build Data Docs in %s: %s", directory, exc)
+        return None
 
 
 def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict[str, dt.date]:

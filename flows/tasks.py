@@ -16,25 +16,29 @@ from marginwatch import calendar
 from marginwatch.errors import SourceUnavailable
 from marginwatch.sources.base import RAW_BAR_SCHEMA, MarketSource
 from transforms.ltv import compute_loan_ltv
+from transforms.quality import add_bar_checks, add_fx_checks, add_ltv_checks, apply_verdict, previous_bars
 from transforms.staging import (
     FX_SCHEMA,
     PRICE_SCHEMA,
     deduplicate_bars,
-    label_raw_bars,
+    fx_pair_expr,
     stage_fx_rates,
     stage_prices,
 )
 from warehouse.connection import open_writer
-from warehouse.load import RunRecord, publish_run, read_fx_history, read_price_history
+from warehouse.load import RunOutput, RunRecord, publish_run, read_fx_history, read_price_history
 
 
 @dataclass(frozen=True)
-class StagedBatch:
-    """A run's fetched bars, labelled, and the staging rows they become."""
+class Verdict:
+    """What the incoming-data gate let through, held back and found."""
 
-    raw: pl.DataFrame
-    prices: pl.DataFrame
-    fx_rates: pl.DataFrame
+    stocks: pl.DataFrame  # accepted stock bars, with `warnings`
+    fx: pl.DataFrame  # accepted FX bars, with `warnings` and check columns
+    quarantined: pl.DataFrame  # raw bars with `reasons`
+    results: pl.DataFrame  # one row per expectation and suite
+    blocked_symbols: list[str]
+    blocked_pairs: list[str]
 
 
 def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -63,30 +67,69 @@ def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt
     return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_BAR_SCHEMA)
 
 
-@task(name="stage-bars", cache_policy=NO_CACHE)
-def stage_bars(raw: pl.DataFrame, source: str, run_id: str, fetched_at: dt.datetime) -> StagedBatch:
-    """Return the labelled raw bars and their deduplicated, typed staging rows."""
-    labelled = label_raw_bars(raw, source, run_id, fetched_at)
-    latest = deduplicate_bars(labelled.lazy())
-    prices, fx_rates = pl.collect_all([stage_prices(latest), stage_fx_rates(latest)])
-    report("stage", 1, 1)
-    return StagedBatch(labelled, prices, fx_rates)
-
-
 @task(name="read-history", cache_policy=NO_CACHE)
 def read_history(
-    warehouse: Path,
-    timeout: float,
-    symbols: list[str],
-    pairs: list[str],
-    since: dt.date,
-    until: dt.date,
+    warehouse: Path, timeout: float, symbols: list[str], pairs: list[str], since: dt.date, until: dt.date
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return staged prices and FX rates already in the warehouse for the run's window."""
     if not warehouse.exists():
         return pl.DataFrame(schema=PRICE_SCHEMA), pl.DataFrame(schema=FX_SCHEMA)
     with open_writer(warehouse, timeout) as con:
         return read_price_history(con, symbols, since, until), read_fx_history(con, pairs, since, until)
+
+
+@task(name="validate-incoming", cache_policy=NO_CACHE)
+def validate_incoming(
+    raw: pl.DataFrame, history: pl.DataFrame, expected_newest: dt.date, move_bound: float, run_id: str
+) -> Verdict:
+    """Run the bar and FX suites on the incoming batch and split it into accepted and quarantined."""
+    from expectations.gate import validate
+    from expectations.suites import BARS, FX_RATES
+
+    is_fx = pl.col("symbol").str.ends_with("=X")
+    stocks, fx = raw.filter(~is_fx), raw.filter(is_fx)
+    sessions = calendar.sessions_between(calendar.FIRST_DAY, calendar.LAST_DAY)
+    checked_stocks = add_bar_checks(stocks, previous_bars(history, stocks), sessions, expected_newest, move_bound)
+    base, quote = fx_pair_expr(pl.col("symbol"))
+    checked_fx = add_fx_checks(fx.with_columns(pair=base + quote, rate=pl.col("close")))
+    bar_outcome = validate(BARS, checked_stocks, run_id)
+    fx_outcome = validate(FX_RATES, checked_fx, run_id)
+    stocks_ok, stocks_held, blocked_symbols = apply_verdict(checked_stocks, bar_outcome.row_reasons, "symbol")
+    fx_ok, fx_held, blocked_pairs = apply_verdict(checked_fx, fx_outcome.row_reasons, "pair")
+    if bar_outcome.table_blocked:
+        blocked_symbols = sorted(stocks["symbol"].unique().to_list())
+    if fx_outcome.table_blocked:
+        blocked_pairs = sorted(checked_fx["pair"].unique().to_list())
+    quarantined = pl.concat(
+        [frame.select([*raw.columns, "reasons"]) for frame in (stocks_held, fx_held)], how="vertical_relaxed"
+    )
+    report("validate", 1, 1)
+    return Verdict(
+        stocks_ok.filter(~pl.col("symbol").is_in(blocked_symbols)),
+        fx_ok.filter(~pl.col("pair").is_in(blocked_pairs)),
+        quarantined,
+        pl.concat([bar_outcome.results, fx_outcome.results]),
+        blocked_symbols,
+        blocked_pairs,
+    )
+
+
+@task(name="stage-bars", cache_policy=NO_CACHE)
+def stage_bars(verdict: Verdict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the accepted bars as staging rows: (prices, FX rates), deduplicated and typed.
+
+    A bar with an unexplained large move is staged but flagged `is_unconfirmed`; FX rows
+    dated on a weekend stay in raw only (the rule the README documents).
+    """
+    stocks = verdict.stocks
+    fx = verdict.fx.filter(pl.col("is_weekday"))
+    prices = stage_prices(
+        deduplicate_bars(stocks.select([*RAW_BAR_SCHEMA, "source", "run_id", "fetched_at", "is_unconfirmed"]).lazy())
+    )
+    rates = stage_fx_rates(deduplicate_bars(fx.select([*RAW_BAR_SCHEMA, "source", "run_id", "fetched_at"]).lazy()))
+    staged = pl.collect_all([prices, rates])
+    report("stage", 1, 1)
+    return staged[0], staged[1]
 
 
 def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -99,39 +142,39 @@ def compute_ltv(
     loans: pl.DataFrame,
     collateral: pl.DataFrame,
     history: tuple[pl.DataFrame, pl.DataFrame],
-    batch: StagedBatch,
+    staged: tuple[pl.DataFrame, pl.DataFrame],
     as_of_start: dt.date,
     as_of_end: dt.date,
     stale_after: int,
 ) -> pl.DataFrame:
     """Return LTV rows for every loan and session in [as_of_start, as_of_end]."""
-    prices = _newest(history[0], batch.prices, ["symbol", "session_date"])
-    fx_rates = _newest(history[1], batch.fx_rates, ["pair", "session_date"])
+    prices = _newest(history[0], staged[0], ["symbol", "session_date"])
+    fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
     sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
     as_of_dates = calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
     ltv = compute_loan_ltv(
-        loans.lazy(),
-        collateral.lazy(),
-        sessions,
-        as_of_dates,
-        prices.lazy(),
-        fx_rates.lazy(),
-        stale_after,
+        loans.lazy(), collateral.lazy(), sessions, as_of_dates, prices.lazy(), fx_rates.lazy(), stale_after
     ).collect()
     report("compute", 1, 1)
     return ltv
 
 
+@task(name="validate-ltv", cache_policy=NO_CACHE)
+def validate_ltv(ltv: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Run the LTV suite; return (rows of loans that passed, results, loans held back)."""
+    from expectations.gate import validate
+    from expectations.suites import LOAN_LTV
+
+    outcome = validate(LOAN_LTV, add_ltv_checks(ltv), run_id)
+    accepted, _, blocked = apply_verdict(ltv, outcome.row_reasons, "loan_id")
+    if outcome.table_blocked:
+        blocked = sorted(ltv["loan_id"].unique().to_list())
+    return accepted.filter(~pl.col("loan_id").is_in(blocked)).select(ltv.columns), outcome.results, blocked
+
+
 @task(name="load-warehouse", cache_policy=NO_CACHE)
-def load_warehouse(
-    warehouse: Path,
-    timeout: float,
-    batch: StagedBatch,
-    ltv: pl.DataFrame,
-    loan_ids: list[str],
-    run: RunRecord,
-) -> None:
-    """Publish the run: bars, staging rows, the LTV partition and the run record, atomically."""
+def load_warehouse(warehouse: Path, timeout: float, output: RunOutput, run: RunRecord) -> None:
+    """Publish the run: bars, staging rows, LTV partitions, quarantine, results and run record, atomically."""
     with open_writer(warehouse, timeout) as con:
-        publish_run(con, batch.raw, batch.prices, batch.fx_rates, ltv, loan_ids, run)
+        publish_run(con, output, run)
     report("load", 1, 1)

@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 
 from marginwatch.config import Book, Environment, load_book, resolve_environment, set_prefect_defaults
-from marginwatch.errors import InputError, MarginwatchError
+from marginwatch.errors import DataQualityError, InputError, MarginwatchError
 from marginwatch.output import Format, render
 
 if TYPE_CHECKING:
@@ -101,6 +103,19 @@ def _show_summary(summary: RunSummary) -> None:
     )
     render(view.columns, view.rows(), Format.table, out, title="Latest LTV per loan")
     out.print(f"warehouse: {state.env.warehouse_path}")
+    if summary.data_docs:
+        out.print(f"data docs: {summary.data_docs}")
+
+
+@contextmanager
+def _summary_on_gate_failure() -> Iterator[None]:
+    """Show what a run published before reporting that its quality gate failed."""
+    try:
+        yield
+    except DataQualityError as exc:
+        if exc.summary is not None:
+            _show_summary(exc.summary)  # type: ignore[arg-type]
+        raise
 
 
 @app.command()
@@ -115,7 +130,7 @@ def run(
     book = _book(source)
     from flows.daily import daily
 
-    with _progress():
+    with _progress(), _summary_on_gate_failure():
         summary = daily(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
     _show_summary(summary)
 
@@ -134,7 +149,7 @@ def backfill(
     from marginwatch.calendar import latest_completed_session
 
     last = end.date() if end else latest_completed_session(dt.datetime.now(dt.UTC))
-    with _progress():
+    with _progress(), _summary_on_gate_failure():
         summary = backfill_flow(book, str(state.env.warehouse_path), start.date(), last, source)
     _show_summary(summary)
 
@@ -179,7 +194,8 @@ class _progress:
 
         self.bar = Progress(console=err, transient=True)
         self.bar.start()
-        stages = {name: self.bar.add_task(name, total=None) for name in ("fetch", "stage", "compute", "load")}
+        names = ("fetch", "validate", "stage", "compute", "load")
+        stages = {name: self.bar.add_task(name, total=None) for name in names}
         set_reporter(lambda stage, done, total: self.bar.update(stages[stage], completed=done, total=total))
 
     def __exit__(self, *exc: object) -> None:

@@ -104,6 +104,8 @@ class Settings(_Strict):
     stale_after_sessions: int = Field(default=3, ge=0, le=60)
     lock_timeout_seconds: float = Field(default=60.0, ge=0)
     synthetic_seed: int = 20250911
+    max_close_move: float = Field(default=0.40, gt=0, le=10)
+    data_docs_dir: Path | None = None
 
 
 class Book(_Strict):

@@ -20,9 +20,13 @@ class ConfigError(InputError):
 
 
 class DataQualityError(MarginwatchError):
-    """A blocking data-quality expectation failed (exit 3)."""
+    """A blocking data-quality expectation failed (exit 3); `summary` is what the run published."""
 
     exit_code = 3
+
+    def __init__(self, message: str, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class SourceUnavailable(MarginwatchError):

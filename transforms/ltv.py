@@ -47,6 +47,7 @@ LTV_SCHEMA: dict[str, pl.DataType] = {
     "cure_shares": pl.Float64(),
     "sessions_since_price": pl.Int32(),
     "is_stale": pl.Boolean(),
+    "is_unconfirmed": pl.Boolean(),
     "warning_ltv": pl.Float64(),
     "margin_call_ltv": pl.Float64(),
     "liquidation_ltv": pl.Float64(),
@@ -58,8 +59,15 @@ STATUSES = ("ok", "warning", "margin_call", "liquidation")
 
 
 def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
-    """Return the mean close of each symbol's last `window` bars (grain: symbol x window x date)."""
-    ordered = prices.select("symbol", "session_date", "close", "source").sort("symbol", "session_date")
+    """Return the mean close of each symbol's last `window` bars (grain: symbol x window x date).
+
+    `is_unconfirmed` is the flag of the bar on that date (a large unexplained move).
+    """
+    if "is_unconfirmed" not in prices.collect_schema().names():
+        prices = prices.with_columns(is_unconfirmed=pl.lit(False))
+    ordered = prices.select("symbol", "session_date", "close", "source", "is_unconfirmed").sort(
+        "symbol", "session_date"
+    )
     return pl.concat(
         [
             ordered.with_columns(
@@ -150,6 +158,7 @@ def aggregate_collateral(lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_afte
             _unit_value=pl.when(single).then(pl.col("unit_value").first()),
             _share_value=pl.when(single).then((pl.col("line_value") / pl.col("shares")).first()),
             source=pl.col("source").unique().sort().str.join("+"),
+            is_unconfirmed=pl.col("is_unconfirmed").fill_null(False).any(),
         )
         .filter(pl.col("_unpriced") == 0)
         .with_columns(is_stale=pl.col("sessions_since_price") > stale_after)

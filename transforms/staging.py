@@ -20,6 +20,7 @@ PRICE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "run_id": pl.String(),
     "fetched_at": pl.Datetime("us", "UTC"),
+    "is_unconfirmed": pl.Boolean(),
 }
 
 FX_SCHEMA: dict[str, pl.DataType] = {
@@ -73,6 +74,8 @@ def deduplicate_bars(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 def stage_prices(bars: pl.LazyFrame) -> pl.LazyFrame:
     """Return stock bars typed for `staging.prices` (grain: symbol x session date)."""
+    if "is_unconfirmed" not in bars.collect_schema().names():
+        bars = bars.with_columns(is_unconfirmed=pl.lit(False))
     return (
         bars.filter(~pl.col("symbol").str.ends_with("=X"))
         .with_columns(volume=pl.col("volume").round().cast(pl.Int64, strict=False))
@@ -92,3 +95,12 @@ def stage_fx_rates(bars: pl.LazyFrame) -> pl.LazyFrame:
         )
         .select([pl.col(name).cast(dtype) for name, dtype in FX_SCHEMA.items()])
     )
+
+
+def earliest_revision(
+    history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str], values: list[str]
+) -> dt.date | None:
+    """Return the earliest session date whose incoming row differs from the staged one, or None."""
+    joined = incoming.select(*keys, *values).join(history.select(*keys, *values), on=keys, suffix="_staged")
+    changed = joined.filter(pl.any_horizontal([pl.col(v).ne_missing(pl.col(f"{v}_staged")) for v in values]))
+    return changed["session_date"].min() if changed.height else None  # type: ignore[return-value]

@@ -13,6 +13,19 @@ import polars as pl
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 
 
+@dataclass(frozen=True)
+class RunOutput:
+    """Everything one run publishes."""
+
+    raw: pl.DataFrame  # every bar fetched
+    prices: pl.DataFrame  # accepted staging rows
+    fx_rates: pl.DataFrame
+    ltv: pl.DataFrame  # rows of the loans whose partition this run replaces
+    ltv_loan_ids: list[str]
+    quarantined: pl.DataFrame  # raw bars held back, with `reasons`
+    dq_results: pl.DataFrame  # one row per expectation and suite
+
+
 @dataclass
 class RunRecord:
     """What `meta.runs` keeps of one flow run."""
@@ -25,6 +38,8 @@ class RunRecord:
     as_of_start: dt.date | None = None
     as_of_end: dt.date | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    status: str = "succeeded"
+    error: str | None = None
 
 
 def last_as_of_dates(con: duckdb.DuckDBPyConnection, loan_ids: list[str]) -> dict[str, dt.date]:
@@ -66,27 +81,26 @@ def read_fx_history(con: duckdb.DuckDBPyConnection, pairs: list[str], since: dt.
     return frame.select([pl.col(n).cast(t) for n, t in FX_SCHEMA.items()])
 
 
-def publish_run(
-    con: duckdb.DuckDBPyConnection,
-    raw: pl.DataFrame,
-    prices: pl.DataFrame,
-    fx_rates: pl.DataFrame,
-    ltv: pl.DataFrame,
-    loan_ids: list[str],
-    run: RunRecord,
-) -> None:
-    """Write a run's bars, staging rows, LTV partition and run record in one transaction."""
+def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecord) -> None:
+    """Write a run's bars, staging rows, LTV partition, quality records and run record in one transaction."""
+    now = dt.datetime.now(dt.UTC)
     con.execute("BEGIN TRANSACTION")
     try:
-        _append(con, "raw.market_bars", raw)
-        _upsert(con, "staging.prices", prices, ["symbol", "session_date"])
-        _upsert(con, "staging.fx_rates", fx_rates, ["pair", "session_date"])
-        _replace_ltv_partition(con, ltv, loan_ids, run.as_of_start, run.as_of_end)
-        _insert_run(con, run, "succeeded", None, dt.datetime.now(dt.UTC))
+        _append(con, "raw.market_bars", output.raw)
+        _append(con, "raw.quarantined_bars", output.quarantined)
+        _upsert(con, "staging.prices", output.prices, ["symbol", "session_date"])
+        _upsert(con, "staging.fx_rates", output.fx_rates, ["pair", "session_date"])
+        _replace_ltv_partition(con, output.ltv, output.ltv_loan_ids, run.as_of_start, run.as_of_end)
+        _append(con, "meta.dq_results", _stamped(output.dq_results, run.run_id, now))
+        _insert_run(con, run, run.status, run.error, now)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _stamped(results: pl.DataFrame, run_id: str, at: dt.datetime) -> pl.DataFrame:
+    return results.with_columns(run_id=pl.lit(run_id), validated_at=pl.lit(at).cast(pl.Datetime("us", "UTC")))
 
 
 def record_failed_run(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -> None:
@@ -120,7 +134,7 @@ def _replace_ltv_partition(
     start: dt.date | None,
     end: dt.date | None,
 ) -> None:
-    if start is None or end is None:
+    if start is None or end is None or not loan_ids:
         return
     con.execute(
         "DELETE FROM marts.loan_ltv_daily WHERE loan_id IN (SELECT unnest(?)) AND as_of_date BETWEEN ? AND ?",

@@ -9,11 +9,12 @@ import duckdb
 import polars as pl
 import pytest
 
+from expectations.gate import RESULT_SCHEMA
 from marginwatch.errors import InputError, WarehouseBusy, WarehouseError
 from transforms.ltv import LTV_SCHEMA
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 from warehouse.connection import open_reader, open_writer, run_lock
-from warehouse.load import RunRecord, publish_run
+from warehouse.load import RunOutput, RunRecord, publish_run
 from warehouse.migrate import MIGRATIONS_DIR, load_migrations
 from warehouse.queries import check_read_only_sql, run_query
 
@@ -37,6 +38,7 @@ def price_rows(close: float, run_id: str = "r1") -> pl.DataFrame:
         "source": "test",
         "run_id": run_id,
         "fetched_at": NOW,
+        "is_unconfirmed": False,
     }
     return pl.DataFrame([row], schema=PRICE_SCHEMA)
 
@@ -61,6 +63,7 @@ def ltv_rows(status: str = "ok", run_id: str = "r1") -> pl.DataFrame:
         "cure_shares": 0.0,
         "sessions_since_price": 0,
         "is_stale": False,
+        "is_unconfirmed": False,
         "warning_ltv": 0.4,
         "margin_call_ltv": 0.5,
         "liquidation_ltv": 0.65,
@@ -73,16 +76,23 @@ def ltv_rows(status: str = "ok", run_id: str = "r1") -> pl.DataFrame:
 def publish(path: Path, close: float, status: str = "ok", run_id: str = "r1") -> None:
     raw = (
         price_rows(close, run_id)
-        .drop("source", "run_id", "fetched_at")
+        .drop("source", "run_id", "fetched_at", "is_unconfirmed")
         .with_columns(
             pl.col("volume").cast(pl.Float64), source=pl.lit("test"), fetched_at=pl.lit(NOW), run_id=pl.lit(run_id)
         )
     )
     run = RunRecord(run_id, "test", {}, "test", NOW, DAY, DAY, {"ltv_rows": 1})
     with open_writer(path) as con:
-        publish_run(
-            con, raw, price_rows(close, run_id), pl.DataFrame(schema=FX_SCHEMA), ltv_rows(status, run_id), ["a"], run
+        output = RunOutput(
+            raw,
+            price_rows(close, run_id),
+            pl.DataFrame(schema=FX_SCHEMA),
+            ltv_rows(status, run_id),
+            ["a"],
+            raw.head(0).with_columns(reasons=pl.lit("x")),
+            pl.DataFrame(schema=RESULT_SCHEMA),
         )
+        publish_run(con, output, run)
 
 
 def table_counts(path: Path) -> dict[str, int]:

@@ -1,0 +1,64 @@
+"""GX Data Docs as static HTML that opens offline: no CDN, no script or style from the network."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+from expectations.gate import gx_context
+
+SITE = "marginwatch"
+# GX's templates pull Bootstrap, jQuery and fonts from CDNs; the pages are server-rendered
+# tables, so they read fine without them once a small local stylesheet stands in.
+_REMOTE_TAG = re.compile(
+    r"<(?:link|script)\b[^>]*?(?:href|src)\s*=\s*[\"']https?://[^\"']*[\"'][^>]*?>(?:\s*</script>)?",
+    re.IGNORECASE,
+)
+_REMOTE_IMPORT = re.compile(r"@import\s+url\([\"']?https?://[^)]*\)\s*;?", re.IGNORECASE)
+OFFLINE_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d2733; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
+th, td { border: 1px solid #c8d0da; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #eef2f6; }
+a { color: #0b5cad; }
+.alert-danger, .text-danger { color: #a4161a; }
+.alert-success, .text-success { color: #1b6e3a; }
+img { max-height: 2rem; }
+"""
+
+
+def build_data_docs(directory: Path) -> Path:
+    """Build Data Docs for this process's validations into `directory`; return its index page."""
+    context = gx_context()
+    if directory.exists():
+        shutil.rmtree(directory)
+    if SITE in (context.get_site_names() or []):
+        context.delete_data_docs_site(SITE)  # the folder may differ from the last build's
+    context.add_data_docs_site(
+        site_name=SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        context.build_data_docs(site_names=[SITE])
+    make_offline(directory)
+    return directory / "index.html"
+
+
+def make_offline(directory: Path) -> None:
+    """Strip remote scripts and styles from every page and link a local stylesheet instead."""
+    css = directory / "static" / "styles" / "offline.css"
+    css.parent.mkdir(parents=True, exist_ok=True)
+    css.write_text(OFFLINE_CSS, encoding="utf-8")
+    for page in directory.rglob("*.html"):
+        html = _REMOTE_IMPORT.sub("", _REMOTE_TAG.sub("", page.read_text(encoding="utf-8")))
+        relative = Path(*([".."] * (len(page.relative_to(directory).parts) - 1)), "static/styles/offline.css")
+        link = f'<link rel="stylesheet" href="{relative.as_posix()}">'
+        html = html.replace("</head>", f"{link}</head>", 1)
+        page.write_text(html, encoding="utf-8")
