@@ -16,6 +16,7 @@ _REMOTE_TAG = re.compile(
     r"<(?:link|script)\b[^>]*?(?:href|src)\s*=\s*[\"']https?://[^\"']*[\"'][^>]*?>(?:\s*</script>)?",
     re.IGNORECASE,
 )
+_REMOTE_SRC = re.compile(r"""\ssrc\s*=\s*["']https?://[^"']*["']""", re.IGNORECASE)
 _REMOTE_IMPORT = re.compile(r"@import\s+url\([\"']?https?://[^)]*\)\s*;?", re.IGNORECASE)
 OFFLINE_CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d2733; }
@@ -32,6 +33,7 @@ img { max-height: 2rem; }
 def build_data_docs(directory: Path) -> Path:
     """Build Data Docs for this process's validations into `directory`; return its index page."""
     context = gx_context()
+    directory = directory.resolve()  # GX wants an absolute folder
     if directory.exists():
         shutil.rmtree(directory)
     if SITE in (context.get_site_names() or []):
@@ -58,7 +60,8 @@ def make_offline(directory: Path) -> None:
     css.write_text(OFFLINE_CSS, encoding="utf-8")
     for page in directory.rglob("*.html"):
         html = _REMOTE_IMPORT.sub("", _REMOTE_TAG.sub("", page.read_text(encoding="utf-8")))
-        relative = Path(*([".."] * (len(page.relative_to(directory).parts) - 1)), "static/styles/offline.css")
-        link = f'<link rel="stylesheet" href="{relative.as_posix()}">'
+        root = Path(*([".."] * (len(page.relative_to(directory).parts) - 1)))
+        html = _REMOTE_SRC.sub(f' src="{(root / "static/images/logo-long.png").as_posix()}"', html)
+        link = f'<link rel="stylesheet" href="{(root / "static/styles/offline.css").as_posix()}">'
         html = html.replace("</head>", f"{link}</head>", 1)
         page.write_text(html, encoding="utf-8")

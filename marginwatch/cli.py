@@ -175,6 +175,56 @@ def sql(
     render(result.columns, result.rows, fmt, out)
 
 
+@app.command()
+def dq(
+    start: Annotated[
+        dt.datetime | None,
+        typer.Option("--start", formats=["%Y-%m-%d"], help="Re-validate stored data from this date."),
+    ] = None,
+    end: Annotated[
+        dt.datetime | None,
+        typer.Option("--end", formats=["%Y-%m-%d"], help="Last date to re-validate (default: --start)."),
+    ] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Show the latest data-quality results per suite, or re-validate a stored date range."""
+    if start is None:
+        if end is not None:
+            raise InputError("--end needs --start")
+        from warehouse.queries import latest_dq_results
+
+        result = latest_dq_results(state.env.warehouse_path, _read_timeout())
+        render(result.columns, result.rows, fmt, out, title="Latest data-quality results per suite")
+        return
+    _revalidate(start.date(), (end or start).date(), fmt)
+
+
+def _revalidate(start: dt.date, end: dt.date, fmt: Format) -> None:
+    from flows.revalidate import revalidate
+
+    if start > end:
+        raise InputError(f"--start {start} is after --end {end}")
+    if not state.env.warehouse_path.exists():
+        raise InputError(f"{state.env.warehouse_path}: no warehouse here yet; run `marginwatch run` first")
+    settings = load_book(state.env.config_path).settings
+    outcome = revalidate(
+        state.env.warehouse_path,
+        start,
+        end,
+        settings.max_close_move,
+        settings.lock_timeout_seconds,
+        settings.data_docs_dir,
+    )
+    view = outcome.results.sort("suite", "success", "check_name")
+    render(view.columns, view.rows(), fmt, out, title=f"Re-validation {start} .. {end} ({outcome.run_id})")
+    if outcome.data_docs:
+        err.print(f"data docs: {outcome.data_docs}")
+    failed = outcome.blocking_failures
+    if failed.height:
+        names = ", ".join(f"{r['suite']}.{r['check_name']}" for r in failed.iter_rows(named=True))
+        raise DataQualityError(f"stored data {start} .. {end} fails blocking checks: {names}")
+
+
 def _read_timeout() -> float:
     try:
         return load_book(state.env.config_path).settings.lock_timeout_seconds

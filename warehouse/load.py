@@ -171,3 +171,32 @@ def _insert_run(
             error,
         ],
     )
+
+
+def read_ltv(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Return the published LTV rows with as-of dates in [start, end] (grain: loan x as-of date)."""
+    return con.sql(
+        "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily WHERE as_of_date BETWEEN $start AND $end "
+        "ORDER BY loan_id, as_of_date",
+        params={"start": start, "end": end},
+    ).pl()
+
+
+def stored_symbols(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
+    """Return the symbols and FX pairs staged so far."""
+    symbols = [row[0] for row in con.execute("SELECT DISTINCT symbol FROM staging.prices ORDER BY 1").fetchall()]
+    pairs = [row[0] for row in con.execute("SELECT DISTINCT pair FROM staging.fx_rates ORDER BY 1").fetchall()]
+    return symbols, pairs
+
+
+def record_dq_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, run: RunRecord) -> None:
+    """Store a re-validation's results and its run record in one transaction."""
+    now = dt.datetime.now(dt.UTC)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _append(con, "meta.dq_results", _stamped(results, run.run_id, now))
+        _insert_run(con, run, run.status, run.error, now)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

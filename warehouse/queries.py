@@ -64,3 +64,18 @@ ORDER BY loan_id
 def latest_status(path: Path, timeout: float) -> QueryResult:
     """Return the latest LTV row per loan (grain: one row per loan)."""
     return run_query(path, LATEST_STATUS_SQL, timeout)
+
+
+LATEST_DQ_SQL = """
+SELECT r.suite, r.check_name, r.severity, r.success, r.unexpected_count, r.element_count,
+       r.observed_value, r.run_id, r.validated_at
+FROM meta.dq_results AS r
+JOIN (SELECT suite, arg_max(run_id, validated_at) AS run_id FROM meta.dq_results GROUP BY suite) AS latest
+  USING (suite, run_id)
+ORDER BY r.suite, r.success, r.severity, r.check_name
+"""
+
+
+def latest_dq_results(path: Path, timeout: float) -> QueryResult:
+    """Return each suite's results from the latest run that validated it (grain: suite x check)."""
+    return run_query(path, LATEST_DQ_SQL, timeout)

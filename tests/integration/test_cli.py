@@ -20,6 +20,7 @@ EXE = Path(sys.executable).with_name("marginwatch")
 def marginwatch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed console script as a user would, in `cwd`."""
     environment = {**os.environ, "PREFECT_HOME": str(cwd / ".prefect"), **(env or {})}
+    environment.pop("PREFECT_LOGGING_LEVEL", None)  # as a user has it: the CLI's own default
     environment.pop("MARGINWATCH_CONFIG", None)
     environment.pop("MARGINWATCH_WAREHOUSE", None)
     return subprocess.run([str(EXE), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)

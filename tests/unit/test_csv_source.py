@@ -348,8 +348,6 @@ BAD_FILES = [
     ("feb-30", HEADER + "2024-02-30,1,2,0.5,1.5,1.5,10\n", "line 2, column Date: '2024-02-30' is not a date"),
     ("us-date", HEADER + "01/02/2024,1,2,0.5,1.5,1.5,10\n", "line 2, column Date: '01/02/2024' is not a date"),
     ("bad-time", HEADER + "2024-01-02 25:00:00-05:00,1,2,0.5,1.5,1.5,10\n", "line 2, column Date: '2024-01-02 25:00:00-05:00' is not a date"),
-    ("duplicate-date", HEADER + GOOD + "2024-01-03,1,2,0.5,1.5,1.5,10\n" + GOOD, "line 4, column Date: duplicate date 2024-01-02 (first on line 2)"),
-    ("duplicate-date-mixed-format", HEADER + GOOD + "2024-01-02 00:00:00-05:00,1,2,0.5,1.5,1.5,10\n", "line 3, column Date: duplicate date 2024-01-02 (first on line 2)"),
     ("symbol-differs", WITH_SYMBOL + "2024-01-02,ARM,1,2,0.5,1.5,1.5,10\n2024-01-03,AMD,1,2,0.5,1.5,1.5,10\n", "line 3, column Symbol: 'AMD' differs from the file's symbol 'ARM'"),
     ("symbol-empty", WITH_SYMBOL + "2024-01-02,,1,2,0.5,1.5,1.5,10\n", "line 2, column Symbol: '' differs from the file's symbol 'ARM'"),
     ("too-many-fields", HEADER + GOOD + "2024-01-03,1,2,0.5,1.5,1.5,10,99\n", "line 3: row has 8 fields, header has 7"),
@@ -395,3 +393,10 @@ def test_real_yahoo_exports(tmp_path: Path) -> None:
     assert jpy.height == 7_606 - all_null.height
     assert jpy["session_date"].max() == dt.date(2026, 2, 23)
     assert (jpy["adj_close"] == jpy["close"]).all()
+
+
+def test_a_date_given_twice_is_parsed_faithfully_for_the_quality_gate(tmp_path: Path) -> None:
+    write(tmp_path, "ARM.csv", HEADER + GOOD + "2024-01-02,1,2,0.5,1.75,1.75,10\n")
+    bars = load(tmp_path, "ARM")
+    assert bars["close"].to_list() == [1.5, 1.75]
+    assert bars["session_date"].to_list() == [dt.date(2024, 1, 2)] * 2
