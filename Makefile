@@ -21,3 +21,7 @@ style: $(UV)
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
+
+.PHONY: bench
+bench: $(UV)
+	$(UV) run --locked python -m benchmarks.quality
