@@ -81,7 +81,9 @@ def execute(
                 _record_failure(warehouse, timeout, record, exc)
             raise
     if summary.held_back:
-        raise DataQualityError(_gate_message(summary), summary)
+        message = _gate_message(summary)
+        _run_logger().error("data-quality alert: %s", message)  # shown in Prefect's UI for the run
+        raise DataQualityError(message, summary)
     return summary
 
 
@@ -156,6 +158,16 @@ def _widen_for_revisions(
         return plan
     sessions = calendar.sessions_between(earliest, plan.as_of_start)
     return replace(plan, as_of_start=sessions[0])
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:  # type: ignore[type-arg]
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
 
 
 def _held_text(held: dict[str, list[str]]) -> str:

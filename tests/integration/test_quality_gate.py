@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 from pathlib import Path
@@ -97,6 +98,16 @@ def test_corrupted_batch_exits_3_quarantines_keeps_marts_and_a_clean_rerun_publi
     assert rows(warehouse, "SELECT count(*) FROM marts.loan_ltv_daily WHERE as_of_date = '2026-01-30'") == [(2,)]
     docs = re.search(r"data docs: (\S+)", clean.stdout)
     assert docs and Path(docs.group(1)).is_file()
+    latest = marginwatch("dq", "--format", "json", cwd=tmp_path)
+    assert latest.returncode == 0 and {r["suite"] for r in json.loads(latest.stdout)} == {
+        "bars",
+        "fx_rates",
+        "loan_ltv_daily",
+    }
+    again = marginwatch("dq", "--start", "2026-01-02", "--end", "2026-01-30", "--format", "csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "loan_ltv_daily,status_matches_levels" in again.stdout
+    assert rows(warehouse, "SELECT status FROM meta.runs WHERE flow = 'revalidate'") == [("succeeded",)]
 
 
 def small_book(book_path: Path, tmp_path: Path) -> Book:
