@@ -19,6 +19,7 @@ def backfill(
     start: dt.date,
     end: dt.date,
     source: str | None = None,
+    now: dt.datetime | None = None,
 ) -> RunSummary:
     """Compute and publish LTV for every NASDAQ session in [start, end]."""
     window = max(loan.valuation_window for loan in book.loans)
@@ -34,4 +35,5 @@ def backfill(
             "source": source,
             "warehouse": warehouse,
         },
+        now or dt.datetime.now(dt.UTC),
     )

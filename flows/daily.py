@@ -33,4 +33,5 @@ def daily(
         source,
         lambda last: plan_daily(day, last, accrual, window),
         {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
+        moment,
     )

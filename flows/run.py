@@ -13,13 +13,14 @@ from typing import Any
 import polars as pl
 from prefect.runtime import flow_run
 
-from flows import tasks
+from flows import alerting, tasks
 from flows.plan import RunPlan
 from flows.sources import make_source
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
-from marginwatch.config import Book
+from marginwatch.config import Book, channel_url
 from marginwatch.errors import DataQualityError, MarginwatchError
+from marginwatch.notify import Delivery
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
@@ -43,6 +44,13 @@ class RunSummary:
     dq_results: pl.DataFrame = field(repr=False)
     data_docs: Path | None = None
     held_back: dict[str, list[str]] = field(default_factory=dict)
+    alerts: pl.DataFrame | None = field(default=None, repr=False)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def undelivered(self) -> list[Delivery]:
+        """Return the deliveries a channel did not acknowledge."""
+        return [d for d in self.deliveries if d.error is not None]
 
 
 def _pair(symbol: str) -> str:
@@ -66,20 +74,28 @@ def execute(
     source_spec: str | None,
     planner: Planner,
     parameters: dict[str, Any],
+    now: dt.datetime,
 ) -> RunSummary:
-    """Run the pipeline for the sessions `planner` chooses and publish it in one transaction."""
+    """Run the pipeline for the sessions `planner` chooses, publish it in one transaction, then alert."""
     settings = book.settings
+    for channel in book.channels:
+        if channel.url_env:
+            channel_url(channel)  # a channel without its URL is a config error before any work
     run_id = str(flow_run.get_id() or uuid.uuid4())
     record = RunRecord(run_id, flow_name, parameters, source_spec or settings.source, dt.datetime.now(dt.UTC))
     timeout = settings.lock_timeout_seconds
     with run_lock(warehouse, timeout):
         existed = warehouse.exists()
         try:
-            summary = _pipeline(book, warehouse, source_spec, planner, record)
+            summary = _pipeline(book, warehouse, source_spec, planner, record, now)
         except Exception as exc:
             if existed:
                 _record_failure(warehouse, timeout, record, exc)
             raise
+        deliveries = alerting.deliver_alerts(warehouse, timeout, book)
+    summary = replace(summary, deliveries=deliveries)
+    if summary.alerts is not None:
+        alerting.announce(summary.alerts, summary.ltv, summary.as_of_end)
     if summary.held_back:
         message = _gate_message(summary)
         _run_logger().error("data-quality alert: %s", message)  # shown in Prefect's UI for the run
@@ -87,7 +103,9 @@ def execute(
     return summary
 
 
-def _pipeline(book: Book, warehouse: Path, source_spec: str | None, planner: Planner, record: RunRecord) -> RunSummary:
+def _pipeline(
+    book: Book, warehouse: Path, source_spec: str | None, planner: Planner, record: RunRecord, now: dt.datetime
+) -> RunSummary:
     settings = book.settings
     timeout = settings.lock_timeout_seconds
     source = make_source(source_spec or settings.source, settings.synthetic_seed)
@@ -112,20 +130,35 @@ def _pipeline(book: Book, warehouse: Path, source_spec: str | None, planner: Pla
     ).with_columns(run_id=pl.lit(record.run_id))
     ltv, ltv_results, bad_loans = tasks.validate_ltv(ltv, record.run_id)
     published = [loan for loan in ready["loan_id"].to_list() if loan not in bad_loans]
-    output = RunOutput(
-        raw, staged[0], staged[1], ltv, published, verdict.quarantined, pl.concat([verdict.results, ltv_results])
-    )
     held_back = {
         "symbols": verdict.blocked_symbols,
         "pairs": verdict.blocked_pairs,
         "loans": sorted({*held, *bad_loans}),
     }
+    prior = alerting.read_alert_state(warehouse, timeout, published, plan.as_of_start)
+    deliver_from = calendar.sessions_back(calendar.latest_completed_session(now), settings.alert_lookback_sessions)
+    reason = _held_text(held_back)
+    alerts, outbox = alerting.raise_alerts(
+        book, ltv, prior, plan.as_of_end, dict.fromkeys(held_back["loans"], reason), deliver_from
+    )
+    output = RunOutput(
+        raw,
+        staged[0],
+        staged[1],
+        ltv,
+        published,
+        verdict.quarantined,
+        pl.concat([verdict.results, ltv_results]),
+        alerts,
+        outbox,
+    )
     record.counts = {
         "bars_fetched": raw.height,
         "prices_staged": staged[0].height,
         "fx_staged": staged[1].height,
         "ltv_rows": ltv.height,
         "bars_quarantined": verdict.quarantined.height,
+        "alerts": alerts.height,
     }
     if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
         record.status, record.error = "dq_failed", _held_text(held_back)
@@ -142,6 +175,7 @@ def _pipeline(book: Book, warehouse: Path, source_spec: str | None, planner: Pla
         output.dq_results,
         docs,
         held_back if record.status == "dq_failed" else {},
+        alerts,
     )
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from marginwatch.config import Book, Environment, load_book, resolve_environment, set_prefect_defaults
-from marginwatch.errors import DataQualityError, InputError, MarginwatchError
+from marginwatch.errors import DataQualityError, DeliveryPending, InputError, MarginwatchError
 from marginwatch.output import Format, render
 
 if TYPE_CHECKING:
@@ -102,9 +102,30 @@ def _show_summary(summary: RunSummary) -> None:
         "is_stale",
     )
     render(view.columns, view.rows(), Format.table, out, title="Latest LTV per loan")
+    _show_alerts(summary)
     out.print(f"warehouse: {state.env.warehouse_path}")
     if summary.data_docs:
         out.print(f"data docs: {summary.data_docs}")
+
+
+def _show_alerts(summary: RunSummary) -> None:
+    alerts = summary.alerts
+    if alerts is not None and alerts.height:
+        view = alerts.sort("as_of_date", "loan_id").select("as_of_date", "loan_id", "kind", "level", "subject")
+        render(view.columns, view.rows(), Format.table, out, title=f"Alerts raised in this run ({alerts.height})")
+    sent = [d for d in summary.deliveries if d.error is None]
+    if summary.deliveries:
+        out.print(f"alerts delivered: {len(sent)} of {len(summary.deliveries)} pending deliveries")
+
+
+def _check_deliveries(summary: RunSummary) -> None:
+    failed = summary.undelivered
+    if failed:
+        channels = sorted({d.channel for d in failed})
+        raise DeliveryPending(
+            f"{len(failed)} alert deliveries not acknowledged by {', '.join(channels)} ({failed[-1].error}); "
+            "they stay pending: `marginwatch alerts retry`, or the next run, sends them"
+        )
 
 
 @contextmanager
@@ -133,6 +154,7 @@ def run(
     with _progress(), _summary_on_gate_failure():
         summary = daily(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
     _show_summary(summary)
+    _check_deliveries(summary)
 
 
 @app.command()
@@ -152,6 +174,7 @@ def backfill(
     with _progress(), _summary_on_gate_failure():
         summary = backfill_flow(book, str(state.env.warehouse_path), start.date(), last, source)
     _show_summary(summary)
+    _check_deliveries(summary)
 
 
 @app.command()
@@ -223,6 +246,45 @@ def _revalidate(start: dt.date, end: dt.date, fmt: Format) -> None:
     if failed.height:
         names = ", ".join(f"{r['suite']}.{r['check_name']}" for r in failed.iter_rows(named=True))
         raise DataQualityError(f"stored data {start} .. {end} fails blocking checks: {names}")
+
+
+alerts_app = typer.Typer(help="The alert record and its deliveries.", no_args_is_help=False)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts_list(
+    ctx: typer.Context,
+    pending: Annotated[bool, typer.Option("--pending", help="Only alerts with a delivery still pending.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """List alerts with their delivery status per channel (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from warehouse.queries import list_alerts
+
+    result = list_alerts(state.env.warehouse_path, _read_timeout(), pending_only=pending)
+    render(result.columns, result.rows, fmt, out, title="Alerts")
+
+
+@alerts_app.command("retry")
+def alerts_retry() -> None:
+    """Deliver every pending alert now; exit 7 if a channel still does not acknowledge."""
+    from flows.alerting import deliver_alerts
+    from warehouse.connection import run_lock
+
+    book = load_book(state.env.config_path)
+    path = state.env.warehouse_path
+    if not path.exists():
+        raise InputError(f"{path}: no warehouse here yet; run `marginwatch run` first")
+    with run_lock(path, book.settings.lock_timeout_seconds):
+        outcomes = deliver_alerts.fn(path, book.settings.lock_timeout_seconds, book)
+    failed = [o for o in outcomes if o.error is not None]
+    out.print(f"alerts delivered: {len(outcomes) - len(failed)} of {len(outcomes)} pending deliveries")
+    if failed:
+        raise DeliveryPending(
+            f"{len(failed)} alert deliveries still not acknowledged ({failed[-1].channel}: {failed[-1].error})"
+        )
 
 
 def _read_timeout() -> float:

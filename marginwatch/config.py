@@ -106,13 +106,42 @@ class Settings(_Strict):
     synthetic_seed: int = 20250911
     max_close_move: float = Field(default=0.40, gt=0, le=10)
     data_docs_dir: Path | None = None
+    alert_lookback_sessions: int = Field(default=5, ge=0, le=260)
+
+
+LEVELS = ("warning", "margin_call", "liquidation")
+
+
+class Channel(_Strict):
+    """Where alerts go: an Apprise URL read from an environment variable, or a local file."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: Path | None = None
+    min_level: Literal["warning", "margin_call", "liquidation"] = "warning"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Channel:
+        if (self.url_env is None) == (self.file is None):
+            raise ValueError("give exactly one of url_env (an environment variable holding an Apprise URL) or file")
+        return self
 
 
 class Book(_Strict):
-    """The loan book: the loans watched and the run settings."""
+    """The loan book: the loans watched, where alerts go, and the run settings."""
 
     settings: Settings = Field(default_factory=Settings)
     loans: list[Loan] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=list)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[Channel]) -> list[Channel]:
+        names = [c.name for c in channels]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate channel name {duplicated[0]!r}")
+        return channels
 
     @field_validator("loans")
     @classmethod
@@ -198,6 +227,19 @@ def _dotted(loc: list[Any]) -> str:
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts)
+
+
+def channel_url(channel: Channel) -> str:
+    """Return the channel's Apprise URL from its environment variable; ConfigError when unset.
+
+    The URL is a secret: it is never stored, logged, or put in an error message.
+    """
+    if channel.url_env is None:
+        raise ConfigError(f"channel {channel.name!r} has no url_env")
+    url = os.environ.get(channel.url_env, "").strip()
+    if not url:
+        raise ConfigError(f"channel {channel.name!r}: environment variable {channel.url_env} is not set")
+    return url
 
 
 def set_prefect_defaults(debug: bool = False) -> None:

@@ -54,3 +54,9 @@ class WarehouseError(MarginwatchError):
     """The warehouse file cannot be used: newer schema, corrupt or unreadable (exit 6)."""
 
     exit_code = 6
+
+
+class DeliveryPending(MarginwatchError):
+    """Alerts were recorded but a channel did not acknowledge them; they stay pending (exit 7)."""
+
+    exit_code = 7

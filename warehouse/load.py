@@ -24,6 +24,8 @@ class RunOutput:
     ltv_loan_ids: list[str]
     quarantined: pl.DataFrame  # raw bars held back, with `reasons`
     dq_results: pl.DataFrame  # one row per expectation and suite
+    alerts: pl.DataFrame | None = None  # alert records, with subject and body
+    outbox: pl.DataFrame | None = None  # (alert_key, channel) to deliver
 
 
 @dataclass
@@ -92,11 +94,36 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         _upsert(con, "staging.fx_rates", output.fx_rates, ["pair", "session_date"])
         _replace_ltv_partition(con, output.ltv, output.ltv_loan_ids, run.as_of_start, run.as_of_end)
         _append(con, "meta.dq_results", _stamped(output.dq_results, run.run_id, now))
+        if output.alerts is not None and output.outbox is not None:
+            _insert_new_alerts(con, output.alerts, output.outbox, run.run_id, now)
         _insert_run(con, run, run.status, run.error, now)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _insert_new_alerts(
+    con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, outbox: pl.DataFrame, run_id: str, now: dt.datetime
+) -> None:
+    """Insert alerts whose key is new, and their deliveries; a rerun adds nothing twice."""
+    if not alerts.height:
+        return
+    stamped = alerts.with_columns(run_id=pl.lit(run_id), created_at=pl.lit(now).cast(pl.Datetime("us", "UTC")))
+    con.register("_alerts", stamped.to_arrow())
+    con.register("_outbox", outbox.to_arrow())
+    con.execute(
+        "INSERT INTO meta.alert_outbox (alert_key, channel, status, attempts, created_at) "
+        "SELECT o.alert_key, o.channel, 'pending', 0, $now FROM _outbox o "
+        "WHERE o.alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
+        {"now": now},
+    )
+    con.execute(
+        "INSERT INTO marts.alerts BY NAME SELECT * FROM _alerts "
+        "WHERE alert_key NOT IN (SELECT alert_key FROM marts.alerts)"
+    )
+    con.unregister("_alerts")
+    con.unregister("_outbox")
 
 
 def _stamped(results: pl.DataFrame, run_id: str, at: dt.datetime) -> pl.DataFrame:
@@ -200,3 +227,48 @@ def record_dq_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, run
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def read_alert_prior(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before: dt.date) -> pl.DataFrame:
+    """Return each loan's status on its last session before `before` and the start of a breach open then."""
+    sql = """
+        WITH history AS (
+            SELECT loan_id, as_of_date, status FROM marts.loan_ltv_daily
+            WHERE loan_id IN (SELECT unnest($loans)) AND as_of_date < $before
+        ), calm AS (
+            SELECT loan_id, max(as_of_date) AS last_calm FROM history
+            WHERE status IN ('ok', 'warning') GROUP BY loan_id
+        )
+        SELECT h.loan_id,
+               arg_max(h.status, h.as_of_date) AS prior_status,
+               min(h.as_of_date) FILTER (WHERE h.as_of_date > coalesce(c.last_calm, DATE '0001-01-01'))
+                   AS prior_episode_start
+        FROM history h LEFT JOIN calm c USING (loan_id)
+        GROUP BY h.loan_id
+    """
+    frame = con.sql(sql, params={"loans": loan_ids, "before": before}).pl()
+    return frame.with_columns(
+        prior_episode_start=pl.when(pl.col("prior_status").is_in(["margin_call", "liquidation"])).then(
+            pl.col("prior_episode_start")
+        )
+    )
+
+
+def pending_deliveries(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Return every undelivered (alert, channel) with the alert's record (grain: alert x channel)."""
+    return con.sql(
+        "SELECT o.channel, o.attempts, a.* FROM meta.alert_outbox o JOIN marts.alerts a USING (alert_key) "
+        "WHERE o.status = 'pending' ORDER BY a.as_of_date, a.loan_id, o.channel"
+    ).pl()
+
+
+def record_delivery(con: duckdb.DuckDBPyConnection, alert_key: str, channel: str, error: str | None) -> None:
+    """Mark one delivery attempt: delivered when `error` is None, else still pending with the error."""
+    now = dt.datetime.now(dt.UTC)
+    con.execute(
+        "UPDATE meta.alert_outbox SET attempts = attempts + 1, last_attempt_at = $now, "
+        "status = CASE WHEN $error IS NULL THEN 'delivered' ELSE status END, "
+        "delivered_at = CASE WHEN $error IS NULL THEN $now ELSE delivered_at END, last_error = $error "
+        "WHERE alert_key = $key AND channel = $channel AND status = 'pending'",
+        {"now": now, "error": error, "key": alert_key, "channel": channel},
+    )

@@ -79,3 +79,18 @@ ORDER BY r.suite, r.success, r.severity, r.check_name
 def latest_dq_results(path: Path, timeout: float) -> QueryResult:
     """Return each suite's results from the latest run that validated it (grain: suite x check)."""
     return run_query(path, LATEST_DQ_SQL, timeout)
+
+
+ALERTS_SQL = """
+SELECT a.as_of_date, a.loan_id, a.kind, a.level, a.subject, o.channel, o.status AS delivery,
+       o.attempts, o.last_error, o.delivered_at, a.alert_key
+FROM marts.alerts a LEFT JOIN meta.alert_outbox o USING (alert_key)
+{where}
+ORDER BY a.as_of_date DESC, a.loan_id, a.kind, o.channel
+"""
+
+
+def list_alerts(path: Path, timeout: float, pending_only: bool = False) -> QueryResult:
+    """Return alerts with one row per delivery channel (grain: alert x channel; undelivered-only if asked)."""
+    where = "WHERE o.status = 'pending'" if pending_only else ""
+    return run_query(path, ALERTS_SQL.format(where=where), timeout)
