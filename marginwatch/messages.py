@@ -25,7 +25,7 @@ def subject(alert: dict[str, Any]) -> str:
     if kind == "level":
         text = f"{TITLES[level]} {loan}: LTV {_pct(alert['ltv'])}"
     elif kind == "reminder":
-        text = f"{TITLES[level]} continues {loan}: cure by {alert['cure_deadline']} ({_left(alert)})"
+        text = f"{TITLES[level]} {loan}: cure by {alert['cure_deadline']} ({_short_left(alert)})"
     elif kind == "recovery":
         text = f"RECOVERED to {level.replace('_', ' ')} {loan}: LTV {_pct(alert['ltv'])}"
     elif kind == "data_quality":
@@ -33,6 +33,13 @@ def subject(alert: dict[str, Any]) -> str:
     else:
         text = f"STALE PRICE {loan}: last price {alert['price_date']}"
     return flag + text
+
+
+def _short_left(alert: dict[str, Any]) -> str:
+    left = alert.get("sessions_left")
+    if left is None:
+        return "no deadline"
+    return f"overdue {-left}" if left < 0 else f"{left} left"
 
 
 def _left(alert: dict[str, Any]) -> str:

@@ -7,10 +7,14 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from marginwatch.config import Channel, channel_url
 from marginwatch.messages import html_body, subject, text_body
+
+# Apprise's own log lines reach users only through our scrubbed delivery errors.
+logging.getLogger("apprise").addHandler(logging.NullHandler())
+logging.getLogger("apprise").propagate = False
 
 BACKOFF_SECONDS = (0.5, 1.5)  # between the attempts of one run; later runs retry what stays pending
 EMAIL_SCHEMES = ("mailto", "mailtos")
@@ -27,16 +31,22 @@ class Delivery:
 
 def scrub(message: str, secrets: list[str]) -> str:
     """Return `message` with every secret (and its URL-decoded form) replaced by ***."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        for form in {secret, unquote(secret)}:
-            message = message.replace(form, "***")
+    forms = {f for s in secrets if s and len(s) >= 3 for f in (s, unquote(s), quote(s, safe=""), quote(s))}
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form, "***")
     return message
 
 
 def url_secrets(url: str) -> list[str]:
-    """Return the parts of an Apprise URL that must never be shown: all of it, and its credentials."""
+    """Return the parts of an Apprise URL that must never be shown: all of it, credentials, tokens.
+
+    Many Apprise schemes carry tokens as the host or path segments (`slack://TokenA/TokenB/...`),
+    so those count as secrets too.
+    """
     parts = urlsplit(url)
-    found = [url, parts.password or "", parts.username or "", parts.query, parts.path]
+    host = parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0]  # as written: hostname is lowercased
+    found = [url, parts.password or "", parts.username or "", parts.query, parts.path, host]
+    found += [segment for segment in parts.path.split("/") if len(segment) >= 6]
     found += re.findall(r"(?:pass|password|token|key|secret|webhook)=([^&]+)", parts.query, re.IGNORECASE)
     return [f for f in found if f and f not in ("/",)]
 
