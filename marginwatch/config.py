@@ -106,7 +106,7 @@ class Settings(_Strict):
     synthetic_seed: int = 20250911
     max_close_move: float = Field(default=0.40, gt=0, le=10)
     data_docs_dir: Path | None = None
-    alert_lookback_sessions: int = Field(default=5, ge=0, le=260)
+    alert_lookback_sessions: int = Field(default=5, ge=0, le=10_000)
 
 
 LEVELS = ("warning", "margin_call", "liquidation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import sys
 from pathlib import Path
 
@@ -31,9 +32,9 @@ def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
         return con.execute(sql).fetchall()
 
 
-def book_with(tmp_path: Path, channels: str) -> Book:
-    """The default book, its demo file channel replaced by `channels`, delivering five sessions back."""
-    text = EMBEDDED_BOOK.read_text().replace("alert_lookback_sessions = 260", "alert_lookback_sessions = 5")
+def book_with(tmp_path: Path, channels: str, lookback: int = 5) -> Book:
+    """The default book, its demo file channel replaced by `channels`, delivering `lookback` sessions back."""
+    text = EMBEDDED_BOOK.read_text().replace("alert_lookback_sessions = 260", f"alert_lookback_sessions = {lookback}")
     head, _, _ = text.partition('[[channels]]\nname = "demo-file"')
     loans = text[text.index("[[loans]]") :]
     path = tmp_path / "book.toml"
@@ -198,3 +199,34 @@ def test_alerts_become_prefect_events_and_the_run_gets_a_summary_artifact(
     markdown = asyncio.run(artifact_markdown())
     assert "| sbg-arm-usd | 50.52% | margin_call |" in markdown
     assert "MARGIN CALL sbg-arm-usd: LTV 50.5%" in markdown
+
+
+def test_unreachable_channel_exits_7_without_revealing_its_url(tmp_path: Path) -> None:
+    from tests.integration.test_cli import marginwatch
+
+    book_with(tmp_path, WEBHOOK_ONLY, lookback=1000)  # the CLI's clock is today's: reach back to March
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {"MW_TEST_HOOK": f"json://127.0.0.1:{closed}/hook?token={CANARY}&cto=1&rto=1"}
+    result = marginwatch("--config", "book.toml", "run", "--as-of", "2026-03-23", cwd=tmp_path, env=env)
+    assert result.returncode == 7, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("marginwatch: error: 1 alert deliveries not acknowledged by risk-desk")
+    assert CANARY not in result.stderr + result.stdout
+    assert rows(tmp_path / "marginwatch.duckdb", "SELECT status FROM meta.alert_outbox") == [("pending",)]
+    listed = marginwatch("--config", "book.toml", "alerts", "--pending", "--format", "csv", cwd=tmp_path, env=env)
+    assert listed.returncode == 0 and "sbg-arm-usd/2026-03-23/level/margin_call" in listed.stdout
+    assert CANARY not in listed.stdout
+
+
+def test_channel_without_its_environment_variable_is_a_config_error(tmp_path: Path) -> None:
+    from tests.integration.test_cli import marginwatch
+
+    book_with(tmp_path, WEBHOOK_ONLY)
+    result = marginwatch("--config", "book.toml", "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "marginwatch: error: channel 'risk-desk': environment variable MW_TEST_HOOK is not set"
+    )
+    assert not (tmp_path / "marginwatch.duckdb").exists()
