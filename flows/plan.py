@@ -74,3 +74,32 @@ def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
         raise InputError(f"backfill range {start}..{end} holds no NASDAQ session")
     first, last = sessions[0], sessions[-1]
     return RunPlan(first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS))
+
+
+@dataclass(frozen=True)
+class ScheduleDecision:
+    """What a scheduled daily run does at `now`: skip a holiday, or run a session (maybe after a wait)."""
+
+    action: str  # "skip" | "run"
+    session: dt.date  # the session to compute, or the holiday skipped
+    wait_seconds: float = 0.0
+    reason: str = ""
+
+
+def decide_schedule(now: dt.datetime, settle_minutes: float, max_wait_minutes: float) -> ScheduleDecision:
+    """Decide a scheduled run: holidays are skipped; a run before the close waits for it, within a bound.
+
+    The close is the exchange calendar's, so a half day's early close (13:00 New York) is
+    honoured; `settle_minutes` after it the session's bar is expected to be final.
+    """
+    today = calendar.new_york_date(now)
+    if not calendar.is_session(today):
+        return ScheduleDecision("skip", today, reason=f"{today} is not a NASDAQ session (weekend or holiday)")
+    ready = calendar.session_close(today) + dt.timedelta(minutes=settle_minutes)
+    wait = (ready - now).total_seconds()
+    if wait <= 0:
+        return ScheduleDecision("run", today)
+    if wait <= max_wait_minutes * 60:
+        return ScheduleDecision("run", today, wait, f"waiting {wait / 60:.0f} min for the {ready:%H:%M} UTC close")
+    previous = calendar.latest_completed_session(now)
+    return ScheduleDecision("run", previous, reason=f"before today's close; computing {previous}")

@@ -64,3 +64,14 @@ def latest_completed_session(now: dt.datetime) -> dt.date:
     moment = pd.Timestamp(now).tz_convert("UTC").floor("min") + pd.Timedelta(minutes=1)
     close = _nasdaq().previous_close(moment)
     return close.tz_convert("America/New_York").date()  # type: ignore[no-any-return]
+
+
+def session_close(day: dt.date) -> dt.datetime:
+    """Return the session's close as an aware UTC datetime (13:00 New York on half days)."""
+    _check_range(day)
+    return _nasdaq().session_close(pd.Timestamp(day)).to_pydatetime()  # type: ignore[no-any-return]
+
+
+def new_york_date(moment: dt.datetime) -> dt.date:
+    """Return the calendar date in New York at `moment` (tz-aware)."""
+    return pd.Timestamp(moment).tz_convert("America/New_York").date()  # type: ignore[no-any-return]

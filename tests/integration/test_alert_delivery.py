@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -77,9 +78,9 @@ def test_margin_call_reaches_webhook_and_email_with_the_numbers_to_act_on(
     # Email (warning and above, inside the five-session window): plain text and compact HTML.
     subjects = sorted(str(m["Subject"]) for m in mailbox.messages)
     assert subjects == [
-        "MARGIN CALL continues sbg-arm-usd: cure by 2026-03-26 (2 sessions left)",
         "MARGIN CALL sbg-arm-jpy: LTV 50.5%",
         "MARGIN CALL sbg-arm-usd: LTV 50.5%",
+        "MARGIN CALL sbg-arm-usd: cure by 2026-03-26 (2 left)",
         "WARNING sbg-arm-jpy: LTV 41.5%",
     ]
     mail = next(m for m in mailbox.messages if str(m["Subject"]) == "MARGIN CALL sbg-arm-usd: LTV 50.5%")
@@ -168,7 +169,7 @@ def test_alerts_become_prefect_events_and_the_run_gets_a_summary_artifact(
 
     import prefect.events
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     emitted: list[tuple[str, str]] = []
     original = prefect.events.emit_event
@@ -192,7 +193,10 @@ def test_alerts_become_prefect_events_and_the_run_gets_a_summary_artifact(
     async def artifact_markdown() -> str:
         async with get_client() as client:
             found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["marginwatch-run-summary"]))
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["marginwatch-run-summary"]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(summary.run_id)]),
+                )
             )
             return str(found[-1].data)
 
