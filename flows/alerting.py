@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from marginwatch.messages import render
 from marginwatch.notify import Delivery, Notifier
 from transforms.alerts import ALERT_SCHEMA, PRIOR_SCHEMA, find_level_alerts, find_operational_alerts, route_alerts
 from warehouse.connection import open_writer
-from warehouse.load import pending_deliveries, read_alert_prior, record_delivery
+from warehouse.load import RunRecord, pending_deliveries, read_alert_prior, record_alerts, record_delivery
+
+log = logging.getLogger("marginwatch")
 
 
 @task(name="read-alert-state", cache_policy=NO_CACHE)
@@ -120,3 +123,42 @@ def _summary_markdown(alerts: pl.DataFrame, ltv: pl.DataFrame, as_of_end: dt.dat
     lines += ["", f"## New alerts ({alerts.height})", ""]
     lines += [f"- {row['subject']}" for row in alerts.sort("as_of_date", "loan_id").iter_rows(named=True)][-50:]
     return "\n".join(lines)
+
+
+def notify_failure(book: Book, warehouse: Path | None, timeout: float, record: RunRecord, error: str) -> None:
+    """Tell every channel that a run failed: through the outbox when the warehouse exists, else directly.
+
+    Never raises: the run's own failure is what the caller reports.
+    """
+    if not book.channels:
+        return
+    day = record.as_of_end or calendar.new_york_date(record.started_at)
+    alert = failure_alert(record.flow, day, error, record.source)
+    try:
+        if warehouse is None:
+            notifier = Notifier(book.channels)
+            for channel in book.channels:
+                notifier.send(alert.row(0, named=True), channel.name)
+            return
+        outbox = pl.DataFrame({"alert_key": alert["alert_key"][0], "channel": [c.name for c in book.channels]})
+        with open_writer(warehouse, timeout) as con:
+            record_alerts(con, alert, outbox, record.run_id)
+        deliver_alerts.fn(warehouse, timeout, book)
+    except Exception as exc:  # the failure being reported matters more than this notice
+        log.warning("could not notify the failure of run %s: %s", record.run_id, exc)
+
+
+def failure_alert(flow: str, day: dt.date, error: str, source: str) -> pl.DataFrame:
+    """Return the operational alert record for a failed run (one per flow and day)."""
+    row = {name: None for name in ALERT_SCHEMA} | {
+        "alert_key": f"*/{day}/run_failed/{flow}",
+        "loan_id": "*",
+        "as_of_date": day,
+        "kind": "run_failed",
+        "level": flow,
+        "detail": error,
+        "source": source,
+    }
+    frame = pl.DataFrame([row], schema=ALERT_SCHEMA)
+    subject_text, body = render(frame.row(0, named=True))
+    return frame.with_columns(subject=pl.lit(subject_text), body=pl.lit(body))

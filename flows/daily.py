@@ -20,6 +20,7 @@ def daily(
     source: str | None = None,
     as_of: dt.date | None = None,
     now: dt.datetime | None = None,
+    wait_for_bars_minutes: float = 0.0,
 ) -> RunSummary:
     """Compute and publish LTV through `as_of` (default: the latest completed NASDAQ session)."""
     moment = now or dt.datetime.now(dt.UTC)
@@ -34,4 +35,5 @@ def daily(
         lambda last: plan_daily(day, last, accrual, window),
         {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
         moment,
+        wait_for_bars_minutes * 60,
     )

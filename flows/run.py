@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,11 +22,13 @@ from marginwatch.book import collateral_frame, loan_frame, market_symbols
 from marginwatch.config import Book, channel_url
 from marginwatch.errors import DataQualityError, MarginwatchError
 from marginwatch.notify import Delivery
+from marginwatch.sources.base import MarketSource
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
 
 log = logging.getLogger("marginwatch")
+POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
 
 Planner = Callable[[dict[str, dt.date]], RunPlan]
 
@@ -75,8 +78,13 @@ def execute(
     planner: Planner,
     parameters: dict[str, Any],
     now: dt.datetime,
+    wait_for_bars_seconds: float = 0.0,
 ) -> RunSummary:
-    """Run the pipeline for the sessions `planner` chooses, publish it in one transaction, then alert."""
+    """Run the pipeline for the sessions `planner` chooses, publish it in one transaction, then alert.
+
+    With `wait_for_bars_seconds`, a source that has no bar yet for the last session is asked
+    again until then; past it the run goes on with the last bars (and a stale-source alert).
+    """
     settings = book.settings
     for channel in book.channels:
         if channel.url_env:
@@ -87,10 +95,11 @@ def execute(
     with run_lock(warehouse, timeout):
         existed = warehouse.exists()
         try:
-            summary = _pipeline(book, warehouse, source_spec, planner, record, now)
+            summary = _pipeline(book, warehouse, source_spec, planner, record, now, wait_for_bars_seconds)
         except Exception as exc:
             if existed:
                 _record_failure(warehouse, timeout, record, exc)
+            alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
             raise
         deliveries = alerting.deliver_alerts(warehouse, timeout, book)
     summary = replace(summary, deliveries=deliveries)
@@ -104,7 +113,13 @@ def execute(
 
 
 def _pipeline(
-    book: Book, warehouse: Path, source_spec: str | None, planner: Planner, record: RunRecord, now: dt.datetime
+    book: Book,
+    warehouse: Path,
+    source_spec: str | None,
+    planner: Planner,
+    record: RunRecord,
+    now: dt.datetime,
+    wait_for_bars_seconds: float,
 ) -> RunSummary:
     settings = book.settings
     timeout = settings.lock_timeout_seconds
@@ -116,7 +131,7 @@ def _pipeline(
     symbols = market_symbols(book)
     stocks = [s for s in symbols if not s.endswith("=X")]
     pairs = [_pair(s) for s in symbols if s.endswith("=X")]
-    fetched = tasks.fetch_bars(source, symbols, plan.fetch_start, plan.fetch_end)
+    fetched = _fetch_waiting(source, symbols, plan, wait_for_bars_seconds)
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
     history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
     verdict = tasks.validate_incoming(raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id)
@@ -126,7 +141,14 @@ def _pipeline(
     held = _held_back_loans(collateral, loans, verdict.blocked_symbols, verdict.blocked_pairs)
     ready = loans.filter(~pl.col("loan_id").is_in(held))
     ltv = tasks.compute_ltv(
-        ready, collateral, history, staged, plan.as_of_start, plan.as_of_end, settings.stale_after_sessions
+        ready,
+        collateral,
+        history,
+        staged,
+        plan.as_of_start,
+        plan.as_of_end,
+        settings.stale_after_sessions,
+        settings.ltv_partition_loans,
     ).with_columns(run_id=pl.lit(record.run_id))
     ltv, ltv_results, bad_loans = tasks.validate_ltv(ltv, record.run_id)
     published = [loan for loan in ready["loan_id"].to_list() if loan not in bad_loans]
@@ -177,6 +199,31 @@ def _pipeline(
         held_back if record.status == "dq_failed" else {},
         alerts,
     )
+
+
+def _fetch_waiting(source: MarketSource, symbols: list[str], plan: RunPlan, wait_seconds: float) -> pl.DataFrame:
+    """Fetch every symbol; while a stock has no bar for the last session yet, ask again until the wait ends."""
+    deadline = time.monotonic() + wait_seconds
+    bars = tasks.fetch_bars(source, symbols, plan.fetch_start, plan.fetch_end)
+    while True:
+        newest = bars.group_by("symbol").agg(pl.col("session_date").max())
+        late = [s for s in symbols if not s.endswith("=X") and s not in _fresh(newest, plan.as_of_end)]
+        remaining = deadline - time.monotonic()
+        if not late or remaining <= 0:
+            return bars
+        _run_logger().info("no %s bar yet for %s; asking again", ", ".join(late), plan.as_of_end)
+        time.sleep(min(POLL_SECONDS, remaining))
+        again = tasks.fetch_bars(source, late, plan.fetch_start, plan.fetch_end)
+        bars = pl.concat([bars.filter(~pl.col("symbol").is_in(late)), again])
+
+
+def _fresh(newest: pl.DataFrame, session: dt.date) -> set[str]:
+    return set(newest.filter(pl.col("session_date") >= session)["symbol"].to_list())
+
+
+def _one_line(exc: Exception) -> str:
+    message = str(exc) if isinstance(exc, MarginwatchError) else f"{type(exc).__name__}: {exc}"
+    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
 
 
 def _widen_for_revisions(
@@ -234,9 +281,8 @@ def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict
 
 
 def _record_failure(warehouse: Path, timeout: float, record: RunRecord, exc: Exception) -> None:
-    message = str(exc) if isinstance(exc, MarginwatchError) else f"{type(exc).__name__}: {exc}"
     try:
         with open_writer(warehouse, timeout) as con:
-            record_failed_run(con, record, message.splitlines()[0] if message else type(exc).__name__)
+            record_failed_run(con, record, _one_line(exc))
     except Exception as inner:  # the original failure matters more than its record
         log.warning("could not record the failed run %s: %s", record.run_id, inner)

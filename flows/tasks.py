@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import task
+from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.progress import report
@@ -52,17 +52,23 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(
-    name="fetch-bars",
+    name="fetch-symbol",
     retries=2,
     retry_delay_seconds=[2, 5],
     retry_condition_fn=_retry_when_transient,
     cache_policy=NO_CACHE,
 )
+def fetch_symbol(source: MarketSource, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Return one symbol's bars in [start, end] (grain: session date)."""
+    return source.fetch_bars([symbol], start, end)
+
+
 def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Return the source's bars for every symbol in [start, end] (grain: symbol x session date)."""
+    """Return every symbol's bars, one task per symbol on the flow's task runner (grain: symbol x date)."""
+    futures = fetch_symbol.map(unmapped(source), symbols, unmapped(start), unmapped(end))
     frames = []
-    for done, symbol in enumerate(symbols, start=1):
-        frames.append(source.fetch_bars([symbol], start, end))
+    for done, future in enumerate(futures, start=1):
+        frames.append(future.result())
         report("fetch", done, len(symbols))
     return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_BAR_SCHEMA)
 
@@ -137,7 +143,24 @@ def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> p
     return pl.concat([history.join(incoming.select(keys), on=keys, how="anti"), incoming])
 
 
-@task(name="compute-ltv", cache_policy=NO_CACHE)
+@task(name="compute-ltv-partition", cache_policy=NO_CACHE)
+def compute_ltv_partition(
+    loans: pl.DataFrame,
+    collateral: pl.DataFrame,
+    prices: pl.DataFrame,
+    fx_rates: pl.DataFrame,
+    as_of_start: dt.date,
+    as_of_end: dt.date,
+    stale_after: int,
+) -> pl.DataFrame:
+    """Return LTV rows for one partition of loans over every session in [as_of_start, as_of_end]."""
+    sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
+    as_of_dates = calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
+    return compute_loan_ltv(
+        loans.lazy(), collateral.lazy(), sessions, as_of_dates, prices.lazy(), fx_rates.lazy(), stale_after
+    ).collect()
+
+
 def compute_ltv(
     loans: pl.DataFrame,
     collateral: pl.DataFrame,
@@ -146,15 +169,18 @@ def compute_ltv(
     as_of_start: dt.date,
     as_of_end: dt.date,
     stale_after: int,
+    partition_loans: int = 2000,
 ) -> pl.DataFrame:
-    """Return LTV rows for every loan and session in [as_of_start, as_of_end]."""
+    """Return LTV rows for every loan and session, one task per partition of loans (grain: loan x date)."""
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
     fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
-    sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
-    as_of_dates = calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
-    ltv = compute_loan_ltv(
-        loans.lazy(), collateral.lazy(), sessions, as_of_dates, prices.lazy(), fx_rates.lazy(), stale_after
-    ).collect()
+    parts = [loans.slice(i, partition_loans) for i in range(0, max(loans.height, 1), partition_loans)]
+    lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in parts]
+    quotes = [prices.filter(pl.col("symbol").is_in(line["symbol"].unique().implode())) for line in lines]
+    futures = compute_ltv_partition.map(
+        parts, lines, quotes, unmapped(fx_rates), unmapped(as_of_start), unmapped(as_of_end), unmapped(stale_after)
+    )
+    ltv = pl.concat([future.result() for future in futures]).sort("loan_id", "as_of_date")
     report("compute", 1, 1)
     return ltv
 

@@ -45,6 +45,9 @@ SourceOption = Annotated[
     str | None, typer.Option("--source", help="yfinance | synthetic | csv:DIR (default: the config's source).")
 ]
 FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
+DaskOption = Annotated[
+    str | None, typer.Option("--dask-address", help="Run tasks on this Dask scheduler (e.g. tcp://host:8786).")
+]
 
 
 @app.callback()
@@ -64,11 +67,14 @@ def main_options(
     set_prefect_defaults(debug)
 
 
-def _book(source: str | None = None) -> Book:
+def _book(source: str | None = None, dask_address: str | None = None) -> Book:
     """Return the validated book, checking the source name before any flow starts."""
     from flows.sources import make_source
 
     book = load_book(state.env.config_path)
+    if dask_address:
+        settings = book.settings.model_copy(update={"task_runner": "dask", "dask_address": dask_address})
+        book = book.model_copy(update={"settings": settings})
     make_source(source or book.settings.source, book.settings.synthetic_seed)
     if state.env.config_is_embedded:
         err.print(f"[dim]using the embedded default book ({state.env.config_path.name}); no ./marginwatch.toml[/dim]")
@@ -146,13 +152,16 @@ def run(
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="Session to compute (default: latest completed)."),
     ] = None,
     source: SourceOption = None,
+    dask_address: DaskOption = None,
 ) -> None:
     """Run the daily flow: LTV through the as-of session, catching up missed sessions."""
-    book = _book(source)
+    book = _book(source, dask_address)
     from flows.daily import daily
+    from flows.runners import task_runner_for
 
+    flow_fn = daily.with_options(task_runner=task_runner_for(book.settings))
     with _progress(), _summary_on_gate_failure():
-        summary = daily(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
+        summary = flow_fn(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
     _show_summary(summary)
     _check_deliveries(summary)
 
@@ -164,15 +173,18 @@ def backfill(
         dt.datetime | None, typer.Option("--end", formats=["%Y-%m-%d"], help="Last date (default: latest session).")
     ] = None,
     source: SourceOption = None,
+    dask_address: DaskOption = None,
 ) -> None:
     """Compute LTV for every NASDAQ session in a date range, in one flow run."""
-    book = _book(source)
+    book = _book(source, dask_address)
     from flows.backfill import backfill as backfill_flow
+    from flows.runners import task_runner_for
     from marginwatch.calendar import latest_completed_session
 
     last = end.date() if end else latest_completed_session(dt.datetime.now(dt.UTC))
+    flow_fn = backfill_flow.with_options(task_runner=task_runner_for(book.settings))
     with _progress(), _summary_on_gate_failure():
-        summary = backfill_flow(book, str(state.env.warehouse_path), start.date(), last, source)
+        summary = flow_fn(book, str(state.env.warehouse_path), start.date(), last, source)
     _show_summary(summary)
     _check_deliveries(summary)
 
@@ -285,6 +297,25 @@ def alerts_retry() -> None:
         raise DeliveryPending(
             f"{len(failed)} alert deliveries still not acknowledged ({failed[-1].channel}: {failed[-1].error})"
         )
+
+
+@app.command()
+def serve(
+    source: SourceOption = None,
+    cron: Annotated[str, typer.Option("--cron", help="When the daily deployment runs.")] = "30 17 * * 1-5",
+    timezone: Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedule.")] = "America/New_York",
+) -> None:
+    """Register and serve the deployments (daily on a schedule, backfill on demand) with a Prefect API."""
+    from marginwatch.config import prefect_api_url
+    from marginwatch.serving import check_api
+    from marginwatch.serving import serve as serve_deployments
+
+    load_book(state.env.config_path)  # a broken book fails now, not at 17:30
+    api = prefect_api_url()
+    check_api(api)
+    config = None if state.env.config_is_embedded else state.env.config_path
+    err.print(f"serving marginwatch deployments on {api}: daily at '{cron}' {timezone}; Ctrl-C stops")
+    serve_deployments(config, state.env.warehouse_path, source, cron, timezone)
 
 
 def _read_timeout() -> float:

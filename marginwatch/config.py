@@ -107,6 +107,10 @@ class Settings(_Strict):
     max_close_move: float = Field(default=0.40, gt=0, le=10)
     data_docs_dir: Path | None = None
     alert_lookback_sessions: int = Field(default=5, ge=0, le=10_000)
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None  # an existing Dask scheduler, e.g. tcp://10.0.0.5:8786
+    dask_workers: int = Field(default=2, ge=1, le=256)  # for a local cluster started per run
+    ltv_partition_loans: int = Field(default=2000, ge=1)
 
 
 LEVELS = ("warning", "margin_call", "liquidation")
@@ -239,6 +243,12 @@ def channel_url(channel: Channel) -> str:
     url = os.environ.get(channel.url_env, "").strip()
     if not url:
         raise ConfigError(f"channel {channel.name!r}: environment variable {channel.url_env} is not set")
+    return url
+
+
+def prefect_api_url() -> str:
+    """Return the Prefect API to serve against: PREFECT_API_URL, else a local `prefect server start`."""
+    url = os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     return url
 
 

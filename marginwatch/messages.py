@@ -30,6 +30,8 @@ def subject(alert: dict[str, Any]) -> str:
         text = f"RECOVERED to {level.replace('_', ' ')} {loan}: LTV {_pct(alert['ltv'])}"
     elif kind == "data_quality":
         text = f"DATA HELD BACK {loan} on {alert['as_of_date']}"
+    elif kind == "run_failed":
+        text = f"RUN FAILED marginwatch {level} for {alert['as_of_date']}"
     else:
         text = f"STALE PRICE {loan}: last price {alert['price_date']}"
     return flag + text
@@ -59,7 +61,7 @@ def lines(alert: dict[str, Any]) -> list[tuple[str, str]]:
     """Return the (label, value) lines both bodies show."""
     currency = alert.get("currency")
     rows = [("Loan", f"{alert['loan_id']} ({currency})"), ("Alert", f"{alert['kind']}: {alert['level']}")]
-    if alert["kind"] in ("data_quality", "stale_source"):
+    if alert["kind"] in ("data_quality", "stale_source", "run_failed"):
         rows.append(("As of", str(alert["as_of_date"])))
         rows.append(("Detail", str(alert.get("detail") or "")))
     else:

@@ -14,7 +14,7 @@ ALERT_SCHEMA: dict[str, pl.DataType] = {
     "alert_key": pl.String(),
     "loan_id": pl.String(),
     "as_of_date": pl.Date(),
-    "kind": pl.String(),  # level | recovery | reminder | data_quality | stale_source
+    "kind": pl.String(),  # level | recovery | reminder | data_quality | stale_source | run_failed
     "level": pl.String(),
     "previous_level": pl.String(),
     "price_date": pl.Date(),
@@ -130,8 +130,12 @@ def find_level_alerts(
 def find_operational_alerts(
     ltv: pl.DataFrame, as_of: dt.date, held_back: dict[str, str], currencies: dict[str, str]
 ) -> pl.DataFrame:
-    """Return data-quality alerts for held-back loans and stale-source alerts for stale rows on `as_of`."""
-    stale = ltv.filter((pl.col("as_of_date") == as_of) & pl.col("is_stale")).with_columns(
+    """Return data-quality alerts for held-back loans and stale-source alerts for `as_of`.
+
+    A source is stale when the row for `as_of` is priced from an older session: no new bar
+    came when one was expected.
+    """
+    stale = ltv.filter((pl.col("as_of_date") == as_of) & (pl.col("sessions_since_price") > 0)).with_columns(
         kind=pl.lit("stale_source"),
         level=pl.lit("stale"),
         previous_level=pl.lit(None, pl.String),
@@ -173,7 +177,7 @@ def route_alerts(alerts: pl.DataFrame, channels: Sequence[tuple[str, str]]) -> p
     those levels, and every operational alert.
     """
     table = pl.DataFrame(channels, schema={"channel": pl.String, "min_level": pl.String}, orient="row")
-    operational = pl.col("kind").is_in(["data_quality", "stale_source"])
+    operational = pl.col("kind").is_in(["data_quality", "stale_source", "run_failed"])
     level_rank = pl.when(pl.col("kind") == "recovery").then(_rank("previous_level")).otherwise(_rank("level"))
     return (
         alerts.select("alert_key", "kind", "level", "previous_level")

@@ -272,3 +272,21 @@ def record_delivery(con: duckdb.DuckDBPyConnection, alert_key: str, channel: str
         "WHERE alert_key = $key AND channel = $channel AND status = 'pending'",
         {"now": now, "error": error, "key": alert_key, "channel": channel},
     )
+
+
+def record_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, outbox: pl.DataFrame, run_id: str) -> None:
+    """Record alerts and their deliveries on their own (a failed run's notice), new keys only."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _insert_new_alerts(con, alerts, outbox, run_id, dt.datetime.now(dt.UTC))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def record_skipped_run(con: duckdb.DuckDBPyConnection, run: RunRecord, reason: str) -> None:
+    """Record a scheduled run that had nothing to do (a weekend or holiday)."""
+    con.execute("BEGIN TRANSACTION")
+    _insert_run(con, run, "skipped", reason, dt.datetime.now(dt.UTC))
+    con.execute("COMMIT")

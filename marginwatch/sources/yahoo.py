@@ -77,6 +77,10 @@ class YahooSource:
         self.timeout_seconds = timeout_seconds
         self.deadline_seconds = deadline_seconds
         self.cache_dir = Path(cache_dir) if cache_dir else _default_cache_dir()
+        self._configure()
+
+    def _configure(self) -> None:
+        """Set yfinance's process-wide options (again in a worker process that unpickled us)."""
         # No silent retries, and raise instead of logging and returning an empty frame.
         yf.config.network.retries = 0
         yf.config.debug.hide_exceptions = False
@@ -86,6 +90,7 @@ class YahooSource:
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return RAW_BAR_SCHEMA bars with session dates in [start, end], sorted."""
+        self._configure()
         frames = [self._fetch(symbol, start, end) for symbol in dict.fromkeys(symbols)]
         return pl.concat([empty_bars(), *frames]).sort("symbol", "session_date")
 
