@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from flows.backfill import backfill
@@ -121,4 +120,7 @@ def test_dask_cluster_runs_the_fetch_and_partitioned_ltv_with_identical_rows(tmp
     mart = "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily ORDER BY loan_id, as_of_date"
     assert summary.counts["ltv_rows"] == 2 * 62  # two loans, 62 sessions
     assert rows(by_dask, mart) == rows(by_threads, mart)
-    assert pl.DataFrame(rows(by_dask, "SELECT DISTINCT loan_id FROM marts.loan_ltv_daily")).height == 2
+    assert sorted(rows(by_dask, "SELECT DISTINCT loan_id FROM marts.loan_ltv_daily")) == [
+        ("sbg-arm-jpy",),
+        ("sbg-arm-usd",),
+    ]
