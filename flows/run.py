@@ -23,6 +23,7 @@ from marginwatch.config import Book, channel_url
 from marginwatch.errors import DataQualityError, MarginwatchError
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
+from transforms.ltv import adjust_shares_for_splits
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
@@ -131,7 +132,16 @@ def _pipeline(
     symbols = market_symbols(book)
     stocks = [s for s in symbols if not s.endswith("=X")]
     pairs = [_pair(s) for s in symbols if s.endswith("=X")]
-    fetched = _fetch_waiting(source, symbols, plan, wait_for_bars_seconds)
+    split_state = tasks.read_split_state(warehouse, timeout, stocks)
+    fetched = _restate_new_splits(
+        source, _fetch_waiting(source, symbols, plan, wait_for_bars_seconds), split_state, plan
+    )
+    splits = pl.concat(
+        [
+            split_state.select("symbol", "session_date", "stock_splits"),
+            fetched.select("symbol", "session_date", "stock_splits"),
+        ]
+    )
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
     history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
     verdict = tasks.validate_incoming(raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id)
@@ -142,7 +152,7 @@ def _pipeline(
     ready = loans.filter(~pl.col("loan_id").is_in(held))
     ltv = tasks.compute_ltv(
         ready,
-        collateral,
+        adjust_shares_for_splits(collateral, splits),
         history,
         staged,
         plan.as_of_start,
@@ -215,6 +225,34 @@ def _fetch_waiting(source: MarketSource, symbols: list[str], plan: RunPlan, wait
         time.sleep(min(POLL_SECONDS, remaining))
         again = tasks.fetch_bars(source, late, plan.fetch_start, plan.fetch_end)
         bars = pl.concat([bars.filter(~pl.col("symbol").is_in(late)), again])
+
+
+def _restate_new_splits(
+    source: MarketSource, fetched: pl.DataFrame, split_state: pl.DataFrame, plan: RunPlan
+) -> pl.DataFrame:
+    """Refetch the whole staged history of a symbol whose batch shows a split not staged before.
+
+    The source restates prices in the new split basis; staging must not mix the two bases.
+    """
+    known = split_state.filter(pl.col("stock_splits") > 0).select("symbol", "session_date")
+    new = (
+        fetched.filter((pl.col("stock_splits") > 0) & ~pl.col("symbol").str.ends_with("=X"))
+        .select("symbol", "session_date")
+        .join(known, on=["symbol", "session_date"], how="anti")
+    )
+    firsts = (
+        split_state.group_by("symbol")
+        .agg(pl.col("first_staged").min())
+        .join(new.select("symbol").unique(), on="symbol")
+    )
+    restate = firsts.filter(pl.col("first_staged") < plan.fetch_start)
+    if not restate.height:
+        return fetched
+    symbols = restate["symbol"].to_list()
+    _run_logger().warning("new split for %s: restating staged history from the source", ", ".join(symbols))
+    since: dt.date = restate["first_staged"].min()  # type: ignore[assignment]
+    again = tasks.fetch_bars(source, symbols, since, plan.fetch_end)
+    return pl.concat([fetched.filter(~pl.col("symbol").is_in(symbols)), again])
 
 
 def _fresh(newest: pl.DataFrame, session: dt.date) -> set[str]:

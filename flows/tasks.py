@@ -26,7 +26,14 @@ from transforms.staging import (
     stage_prices,
 )
 from warehouse.connection import open_writer
-from warehouse.load import RunOutput, RunRecord, publish_run, read_fx_history, read_price_history
+from warehouse.load import (
+    RunOutput,
+    RunRecord,
+    publish_run,
+    read_fx_history,
+    read_price_history,
+    read_split_events,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,23 @@ def read_history(
         return pl.DataFrame(schema=PRICE_SCHEMA), pl.DataFrame(schema=FX_SCHEMA)
     with open_writer(warehouse, timeout) as con:
         return read_price_history(con, symbols, since, until), read_fx_history(con, pairs, since, until)
+
+
+SPLIT_STATE_SCHEMA = {
+    "symbol": pl.String(),
+    "session_date": pl.Date(),
+    "stock_splits": pl.Float64(),
+    "first_staged": pl.Date(),
+}
+
+
+@task(name="read-split-state", cache_policy=NO_CACHE)
+def read_split_state(warehouse: Path, timeout: float, symbols: list[str]) -> pl.DataFrame:
+    """Return the splits already staged for the symbols, and each symbol's first staged date."""
+    if not warehouse.exists():
+        return pl.DataFrame(schema=SPLIT_STATE_SCHEMA)
+    with open_writer(warehouse, timeout) as con:
+        return read_split_events(con, symbols).select([pl.col(n).cast(t) for n, t in SPLIT_STATE_SCHEMA.items()])
 
 
 @task(name="validate-incoming", cache_policy=NO_CACHE)

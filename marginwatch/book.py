@@ -38,6 +38,7 @@ def collateral_frame(book: Book) -> pl.DataFrame:
             "symbol_currency": line.currency,
             "shares": line.shares,
             "haircut": line.haircut,
+            "shares_as_of": line.shares_as_of or loan.accrual_start,
         }
         for loan in book.loans
         for line in loan.collateral

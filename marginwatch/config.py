@@ -40,6 +40,15 @@ def _iso_currency(code: str) -> str:
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_iso_currency)]
 
 
+def _refuse_repeats(names: list[str], message: str) -> None:
+    """Raise ValueError naming the first name that occurs twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(message.format(name))
+        seen.add(name)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -69,6 +78,7 @@ class CollateralLine(_Strict):
     currency: Currency = "USD"
     shares: float = Field(gt=0)
     haircut: float = Field(default=0.0, ge=0, lt=1)
+    shares_as_of: dt.date | None = None  # when the count was stated (default: the loan's accrual_start)
 
 
 class Loan(_Strict):
@@ -90,10 +100,7 @@ class Loan(_Strict):
     @field_validator("collateral")
     @classmethod
     def _distinct_symbols(cls, lines: list[CollateralLine]) -> list[CollateralLine]:
-        symbols = [line.symbol for line in lines]
-        duplicated = sorted({s for s in symbols if symbols.count(s) > 1})
-        if duplicated:
-            raise ValueError(f"symbol {duplicated[0]!r} is pledged twice; merge the lines")
+        _refuse_repeats([line.symbol for line in lines], "symbol {!r} is pledged twice; merge the lines")
         return lines
 
 
@@ -141,20 +148,13 @@ class Book(_Strict):
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, channels: list[Channel]) -> list[Channel]:
-        names = [c.name for c in channels]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(f"duplicate channel name {duplicated[0]!r}")
+        _refuse_repeats([c.name for c in channels], "duplicate channel name {!r}")
         return channels
 
     @field_validator("loans")
     @classmethod
     def _unique_ids(cls, loans: list[Loan]) -> list[Loan]:
-        seen: set[str] = set()
-        for loan in loans:
-            if loan.id in seen:
-                raise ValueError(f"duplicate loan id {loan.id!r}")
-            seen.add(loan.id)
+        _refuse_repeats([loan.id for loan in loans], "duplicate loan id {!r}")
         return loans
 
 

@@ -26,6 +26,7 @@ COLLATERAL_SCHEMA: dict[str, pl.DataType] = {
     "symbol_currency": pl.String(),
     "shares": pl.Float64(),
     "haircut": pl.Float64(),
+    "shares_as_of": pl.Date(),  # the date the share count is stated at
 }
 
 LTV_SCHEMA: dict[str, pl.DataType] = {
@@ -56,6 +57,28 @@ LTV_SCHEMA: dict[str, pl.DataType] = {
 }
 
 STATUSES = ("ok", "warning", "margin_call", "liquidation")
+
+
+def adjust_shares_for_splits(collateral: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
+    """Return pledged lines with share counts in the basis of the latest split (grain: loan x symbol).
+
+    Yahoo restates a symbol's whole price history in the basis of its latest split, so a line's
+    shares, stated as of `shares_as_of`, are multiplied by every split ratio after that date.
+    `splits` holds (symbol, session_date, stock_splits) with the ratio, e.g. 2.0 for 2-for-1.
+    """
+    events = splits.filter(pl.col("stock_splits") > 0).select("symbol", "session_date", "stock_splits").unique()
+    factors = (
+        collateral.select("loan_id", "symbol", "shares_as_of")
+        .join(events, on="symbol")
+        .filter(pl.col("shares_as_of").is_null() | (pl.col("session_date") > pl.col("shares_as_of")))
+        .group_by("loan_id", "symbol")
+        .agg(_factor=pl.col("stock_splits").product())
+    )
+    return (
+        collateral.join(factors, on=["loan_id", "symbol"], how="left")
+        .with_columns(shares=pl.col("shares") * pl.col("_factor").fill_null(1.0))
+        .drop("_factor")
+    )
 
 
 def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:

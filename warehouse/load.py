@@ -53,33 +53,32 @@ def last_as_of_dates(con: duckdb.DuckDBPyConnection, loan_ids: list[str]) -> dic
     return {loan_id: day for loan_id, day in rows}
 
 
+def _read_window(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, keys: list[str], since: dt.date, until: dt.date
+) -> pl.DataFrame:
+    """Return a staging table's rows in [since, until] plus each key's last row before `since`."""
+    sql = f"""
+        SELECT * FROM {table}
+        WHERE {key} IN (SELECT unnest($keys)) AND session_date BETWEEN $since AND $until
+        UNION ALL
+        (SELECT * FROM {table}
+         WHERE {key} IN (SELECT unnest($keys)) AND session_date < $since
+         QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY session_date DESC) = 1)
+    """
+    return con.sql(sql, params={"keys": keys, "since": since, "until": until}).pl()
+
+
 def read_price_history(
     con: duckdb.DuckDBPyConnection, symbols: list[str], since: dt.date, until: dt.date
 ) -> pl.DataFrame:
     """Return staged prices in [since, until] plus each symbol's last bar before `since`."""
-    sql = """
-        SELECT * FROM staging.prices
-        WHERE symbol IN (SELECT unnest($symbols)) AND session_date BETWEEN $since AND $until
-        UNION ALL
-        (SELECT * FROM staging.prices
-         WHERE symbol IN (SELECT unnest($symbols)) AND session_date < $since
-         QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY session_date DESC) = 1)
-    """
-    frame = con.sql(sql, params={"symbols": symbols, "since": since, "until": until}).pl()
+    frame = _read_window(con, "staging.prices", "symbol", symbols, since, until)
     return frame.select([pl.col(n).cast(t) for n, t in PRICE_SCHEMA.items()])
 
 
 def read_fx_history(con: duckdb.DuckDBPyConnection, pairs: list[str], since: dt.date, until: dt.date) -> pl.DataFrame:
     """Return staged FX rates in [since, until] plus each pair's last rate before `since`."""
-    sql = """
-        SELECT * FROM staging.fx_rates
-        WHERE pair IN (SELECT unnest($pairs)) AND session_date BETWEEN $since AND $until
-        UNION ALL
-        (SELECT * FROM staging.fx_rates
-         WHERE pair IN (SELECT unnest($pairs)) AND session_date < $since
-         QUALIFY row_number() OVER (PARTITION BY pair ORDER BY session_date DESC) = 1)
-    """
-    frame = con.sql(sql, params={"pairs": pairs, "since": since, "until": until}).pl()
+    frame = _read_window(con, "staging.fx_rates", "pair", pairs, since, until)
     return frame.select([pl.col(n).cast(t) for n, t in FX_SCHEMA.items()])
 
 
@@ -290,3 +289,13 @@ def record_skipped_run(con: duckdb.DuckDBPyConnection, run: RunRecord, reason: s
     con.execute("BEGIN TRANSACTION")
     _insert_run(con, run, "skipped", reason, dt.datetime.now(dt.UTC))
     con.execute("COMMIT")
+
+
+def read_split_events(con: duckdb.DuckDBPyConnection, symbols: list[str]) -> pl.DataFrame:
+    """Return every staged split (symbol, session_date, stock_splits) and each symbol's first staged date."""
+    return con.sql(
+        "SELECT symbol, session_date, stock_splits, min(session_date) OVER (PARTITION BY symbol) AS first_staged "
+        "FROM staging.prices WHERE symbol IN (SELECT unnest($symbols)) "
+        "QUALIFY stock_splits > 0 OR session_date = first_staged",
+        params={"symbols": symbols},
+    ).pl()

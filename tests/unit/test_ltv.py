@@ -399,3 +399,49 @@ def test_output_matches_ltv_schema_with_one_row_per_loan_and_as_of_date() -> Non
     assert out.height == 6
     assert out.select("loan_id", "as_of_date").rows() == [(loan_id, d) for loan_id in ("A", "B") for d in days]
     assert out.select("loan_id", "as_of_date").is_duplicated().sum() == 0
+
+
+def test_shares_follow_every_split_after_the_date_they_are_stated_at() -> None:
+    from transforms.ltv import adjust_shares_for_splits
+
+    collateral = pl.DataFrame(
+        [
+            {
+                "loan_id": "a",
+                "symbol": "ARM",
+                "symbol_currency": "USD",
+                "shares": 1000.0,
+                "haircut": 0.0,
+                "shares_as_of": dt.date(2025, 1, 2),
+            },
+            {
+                "loan_id": "b",
+                "symbol": "ARM",
+                "symbol_currency": "USD",
+                "shares": 1000.0,
+                "haircut": 0.0,
+                "shares_as_of": dt.date(2025, 7, 1),
+            },
+            {
+                "loan_id": "b",
+                "symbol": "NVDA",
+                "symbol_currency": "USD",
+                "shares": 10.0,
+                "haircut": 0.0,
+                "shares_as_of": dt.date(2025, 7, 1),
+            },
+        ],
+        schema=COLLATERAL_SCHEMA,
+    )
+    splits = pl.DataFrame(
+        {
+            "symbol": ["ARM", "ARM", "NVDA", "ARM"],
+            "session_date": [dt.date(2025, 3, 3), dt.date(2025, 9, 1), dt.date(2024, 6, 10), dt.date(2025, 9, 2)],
+            "stock_splits": [2.0, 3.0, 10.0, 0.0],
+        }
+    )
+    adjusted = adjust_shares_for_splits(collateral, splits).sort("loan_id", "symbol")
+    # a: 1000 x 2 (March) x 3 (September) = 6000; b: stated in July, only September's 3-for-1 = 3000;
+    # NVDA's split predates b's statement: unchanged; a 0.0 ratio is "no split".
+    assert adjusted["shares"].to_list() == [6000.0, 3000.0, 10.0]
+    assert adjusted.columns == collateral.columns
