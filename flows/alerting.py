@@ -88,7 +88,10 @@ def deliver_alerts(warehouse: Path, timeout: float, book: Book) -> list[Delivery
 
 @task(name="announce-alerts", cache_policy=NO_CACHE)
 def announce(alerts: pl.DataFrame, ltv: pl.DataFrame, as_of_end: dt.date) -> None:
-    """Emit a Prefect event per new alert and attach a Markdown summary artifact to the flow run."""
+    """Emit a Prefect event per new recent alert and attach a Markdown summary artifact to the flow run.
+
+    Only alerts recent enough to be sent are announced; a backfill's history would flood the bus.
+    """
     from prefect.artifacts import create_markdown_artifact
     from prefect.events import emit_event
 

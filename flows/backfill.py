@@ -8,20 +8,21 @@ from pathlib import Path
 from prefect import flow
 
 from flows.plan import plan_backfill
-from flows.run import RunSummary, execute
+from flows.run import RunSummary, as_book, execute
 from marginwatch.config import Book
 
 
 @flow(name="marginwatch-backfill", log_prints=True)
 def backfill(
-    book: Book,
+    book: Book | str,
     warehouse: str,
     start: dt.date,
     end: dt.date,
     source: str | None = None,
     now: dt.datetime | None = None,
 ) -> RunSummary:
-    """Compute and publish LTV for every NASDAQ session in [start, end]."""
+    """Compute and publish LTV for every NASDAQ session in [start, end] (`book`: a Book or its TOML path)."""
+    book = as_book(book)
     window = max(loan.valuation_window for loan in book.loans)
     return execute(
         "backfill",

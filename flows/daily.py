@@ -8,21 +8,26 @@ from pathlib import Path
 from prefect import flow
 
 from flows.plan import plan_daily
-from flows.run import RunSummary, execute
+from flows.run import RunSummary, as_book, execute
 from marginwatch import calendar
 from marginwatch.config import Book
 
 
 @flow(name="marginwatch-daily", log_prints=True)
 def daily(
-    book: Book,
+    book: Book | str,
     warehouse: str,
     source: str | None = None,
     as_of: dt.date | None = None,
     now: dt.datetime | None = None,
     wait_for_bars_minutes: float = 0.0,
 ) -> RunSummary:
-    """Compute and publish LTV through `as_of` (default: the latest completed NASDAQ session)."""
+    """Compute and publish LTV through `as_of` (default: the latest completed NASDAQ session).
+
+    `book` is a validated Book or the path of its TOML file; pass the path for large books, as
+    Prefect keeps every flow parameter (and caps them at 512 KB).
+    """
+    book = as_book(book)
     moment = now or dt.datetime.now(dt.UTC)
     day = as_of or calendar.latest_completed_session(moment)
     accrual = {loan.id: loan.accrual_start for loan in book.loans}

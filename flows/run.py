@@ -19,7 +19,7 @@ from flows.plan import RunPlan
 from flows.sources import make_source
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
-from marginwatch.config import Book, channel_url
+from marginwatch.config import Book, channel_url, load_book
 from marginwatch.errors import DataQualityError, MarginwatchError
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
@@ -50,11 +50,17 @@ class RunSummary:
     held_back: dict[str, list[str]] = field(default_factory=dict)
     alerts: pl.DataFrame | None = field(default=None, repr=False)
     deliveries: list[Delivery] = field(default_factory=list)
+    deliver_from: dt.date = dt.date.min  # older alerts are recorded, not sent or announced
 
     @property
     def undelivered(self) -> list[Delivery]:
         """Return the deliveries a channel did not acknowledge."""
         return [d for d in self.deliveries if d.error is not None]
+
+
+def as_book(book: Book | str) -> Book:
+    """Return the book itself, or the book loaded from a TOML path."""
+    return load_book(Path(book)) if isinstance(book, str) else book
 
 
 def _pair(symbol: str) -> str:
@@ -105,7 +111,8 @@ def execute(
         deliveries = alerting.deliver_alerts(warehouse, timeout, book)
     summary = replace(summary, deliveries=deliveries)
     if summary.alerts is not None:
-        alerting.announce(summary.alerts, summary.ltv, summary.as_of_end)
+        recent = summary.alerts.filter(pl.col("as_of_date") >= summary.deliver_from)
+        alerting.announce(recent, summary.ltv, summary.as_of_end)
     if summary.held_back:
         message = _gate_message(summary)
         _run_logger().error("data-quality alert: %s", message)  # shown in Prefect's UI for the run
@@ -208,6 +215,7 @@ def _pipeline(
         docs,
         held_back if record.status == "dq_failed" else {},
         alerts,
+        deliver_from=deliver_from,
     )
 
 

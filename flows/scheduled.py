@@ -52,7 +52,9 @@ def scheduled_daily(
         time.sleep(decision.wait_seconds)
         moment += dt.timedelta(seconds=decision.wait_seconds)
     runner = daily.with_options(task_runner=task_runner_for(book.settings))
-    return runner(book, str(env.warehouse_path), source, decision.session, moment, wait_for_bars_minutes)
+    return runner(
+        str(env.config_path), str(env.warehouse_path), source, decision.session, moment, wait_for_bars_minutes
+    )
 
 
 def _record_skip(warehouse: Path, timeout: float, day: dt.date, reason: str, source: str) -> None:
@@ -78,4 +80,4 @@ def scheduled_backfill(
     book = load_book(env.config_path)
     last = end or latest_completed_session(dt.datetime.now(dt.UTC))
     runner = backfill.with_options(task_runner=task_runner_for(book.settings))
-    return runner(book, str(env.warehouse_path), start, last, source)
+    return runner(str(env.config_path), str(env.warehouse_path), start, last, source)

@@ -161,7 +161,9 @@ def run(
 
     flow_fn = daily.with_options(task_runner=task_runner_for(book.settings))
     with _progress(), _summary_on_gate_failure():
-        summary = flow_fn(book, str(state.env.warehouse_path), source, as_of.date() if as_of else None)
+        summary = flow_fn(
+            str(state.env.config_path), str(state.env.warehouse_path), source, as_of.date() if as_of else None
+        )
     _show_summary(summary)
     _check_deliveries(summary)
 
@@ -184,7 +186,7 @@ def backfill(
     last = end.date() if end else latest_completed_session(dt.datetime.now(dt.UTC))
     flow_fn = backfill_flow.with_options(task_runner=task_runner_for(book.settings))
     with _progress(), _summary_on_gate_failure():
-        summary = flow_fn(book, str(state.env.warehouse_path), start.date(), last, source)
+        summary = flow_fn(str(state.env.config_path), str(state.env.warehouse_path), start.date(), last, source)
     _show_summary(summary)
     _check_deliveries(summary)
 
@@ -364,5 +366,6 @@ def main() -> None:
     except Exception as exc:
         if state.debug or os.environ.get("MARGINWATCH_DEBUG"):
             raise
-        err.print(f"marginwatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", markup=False)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        err.print(f"marginwatch: internal error: {type(exc).__name__}: {first} (rerun with --debug)", markup=False)
         sys.exit(1)
