@@ -151,7 +151,9 @@ def _pipeline(
     )
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
     history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
-    verdict = tasks.validate_incoming(raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id)
+    verdict = tasks.validate_incoming(
+        raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id, history[1]
+    )
     staged = tasks.stage_bars(verdict)
     plan = _widen_for_revisions(plan, history, staged)
     record.as_of_start = plan.as_of_start

@@ -110,7 +110,12 @@ def read_split_state(warehouse: Path, timeout: float, symbols: list[str]) -> pl.
 
 @task(name="validate-incoming", cache_policy=NO_CACHE)
 def validate_incoming(
-    raw: pl.DataFrame, history: pl.DataFrame, expected_newest: dt.date, move_bound: float, run_id: str
+    raw: pl.DataFrame,
+    history: pl.DataFrame,
+    expected_newest: dt.date,
+    move_bound: float,
+    run_id: str,
+    fx_history: pl.DataFrame | None = None,
 ) -> Verdict:
     """Run the bar and FX suites on the incoming batch and split it into accepted and quarantined."""
     from expectations.gate import validate
@@ -121,7 +126,7 @@ def validate_incoming(
     sessions = calendar.sessions_between(calendar.FIRST_DAY, calendar.LAST_DAY)
     checked_stocks = add_bar_checks(stocks, previous_bars(history, stocks), sessions, expected_newest, move_bound)
     base, quote = fx_pair_expr(pl.col("symbol"))
-    checked_fx = add_fx_checks(fx.with_columns(pair=base + quote, rate=pl.col("close")))
+    checked_fx = add_fx_checks(fx.with_columns(pair=base + quote, rate=pl.col("close")), fx_history)
     bar_outcome = validate(BARS, checked_stocks, run_id)
     fx_outcome = validate(FX_RATES, checked_fx, run_id)
     stocks_ok, stocks_held, blocked_symbols = apply_verdict(checked_stocks, bar_outcome.row_reasons, "symbol")

@@ -91,10 +91,12 @@ def add_bar_checks(
     ).with_columns(pl.col("sessions_since_previous").cast(pl.Int32))
 
 
-def add_fx_checks(fx_bars: pl.DataFrame) -> pl.DataFrame:
+def add_fx_checks(fx_bars: pl.DataFrame, previous: pl.DataFrame | None = None) -> pl.DataFrame:
     """Return incoming FX rows with check columns (grain: pair x session date, order kept).
 
-    Check columns: `is_in_band`, `is_weekday`, `weekdays_since_previous`, `is_high_low_bounding`.
+    `previous` holds each pair's last staged date before the batch (pair, session_date), so a
+    gap between the warehouse and the batch is seen too. Check columns: `is_in_band`,
+    `is_weekday`, `weekdays_since_previous`, `is_high_low_bounding`.
     """
     median = pl.col("rate").median().over("pair")
     bands = pl.DataFrame(
@@ -104,9 +106,18 @@ def add_fx_checks(fx_bars: pl.DataFrame) -> pl.DataFrame:
     )
     weekday_number = pl.col("session_date").dt.weekday()
     business_days = pl.business_day_count(pl.col("session_date").shift(1).over("pair"), pl.col("session_date"))
+    incoming = fx_bars.with_row_index("_row")
+    if previous is not None and previous.height:
+        firsts = incoming.group_by("pair").agg(_first=pl.col("session_date").min())
+        anchors = (
+            previous.join(firsts, on="pair")
+            .filter(pl.col("session_date") < pl.col("_first"))
+            .group_by("pair")
+            .agg(pl.col("session_date").max())
+        )
+        incoming = pl.concat([incoming, anchors], how="diagonal_relaxed")
     checked = (
-        fx_bars.with_row_index("_row")
-        .join(bands, on="pair", how="left")
+        incoming.join(bands, on="pair", how="left")
         .sort("pair", "session_date")
         .with_columns(
             is_in_band=pl.when(pl.col("_low").is_not_null())
@@ -119,6 +130,7 @@ def add_fx_checks(fx_bars: pl.DataFrame) -> pl.DataFrame:
                 & (pl.col("high") >= pl.max_horizontal("open", "rate"))
             ),
         )
+        .filter(pl.col("_row").is_not_null())  # anchors only date the first incoming row
         .sort("_row")
     )
     return checked.drop("_row", "_low", "_high")

@@ -522,3 +522,28 @@ def test_apply_verdict_on_a_real_outcome(bars_input: pl.DataFrame) -> None:
     assert blocked == ["ARM"]
     assert quarantined["session_date"].to_list() == [BAR_DATES[MID]]
     assert accepted["symbol"].to_list() == ["NVDA"] * 5
+
+
+def test_fx_gap_between_the_warehouse_and_the_batch_is_seen() -> None:
+    import datetime as dt
+
+    import polars as pl
+
+    from transforms.quality import add_fx_checks
+
+    batch = pl.DataFrame(
+        {
+            "pair": "USDJPY",
+            "session_date": [dt.date(2026, 1, 8), dt.date(2026, 1, 9)],
+            "rate": [150.0, 151.0],
+            "open": [150.0, 151.0],
+            "high": [151.0, 152.0],
+            "low": [149.0, 150.0],
+        }
+    )
+    staged = pl.DataFrame({"pair": ["USDJPY", "USDJPY"], "session_date": [dt.date(2026, 1, 5), dt.date(2026, 1, 6)]})
+    checked = add_fx_checks(batch, staged)
+    # Tue 01-06 staged, then Thu 01-08: Wed 01-07 is missing; without the warehouse the gap is invisible.
+    assert checked["weekdays_since_previous"].to_list() == [2, 1]
+    assert add_fx_checks(batch)["weekdays_since_previous"].to_list() == [None, 1]
+    assert checked.height == 2 and checked["session_date"].to_list() == batch["session_date"].to_list()
