@@ -25,6 +25,7 @@ from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
 from transforms.ltv import adjust_shares_for_splits
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
+from warehouse.backup import take_backup
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
 
@@ -109,6 +110,8 @@ def execute(
             alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
             raise
         deliveries = alerting.deliver_alerts(warehouse, timeout, book)
+        if settings.backups_kept and flow_name == "daily":
+            take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC))
     summary = replace(summary, deliveries=deliveries)
     if summary.alerts is not None:
         recent = summary.alerts.filter(pl.col("as_of_date") >= summary.deliver_from)

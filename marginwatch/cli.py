@@ -320,6 +320,38 @@ def serve(
     serve_deployments(config, state.env.warehouse_path, source, cron, timezone)
 
 
+@app.command()
+def backup(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put it (default <name>-backups/).")] = None,
+) -> None:
+    """Copy the warehouse to a new backup, under the run lock; the newest `backups_kept` are kept."""
+    from warehouse.backup import take_backup
+    from warehouse.connection import run_lock
+
+    settings = load_book(state.env.config_path).settings
+    with run_lock(state.env.warehouse_path, settings.lock_timeout_seconds):
+        target = take_backup(
+            state.env.warehouse_path, max(settings.backups_kept, 1), dt.datetime.now(dt.UTC), directory
+        )
+    out.print(f"backup: {target}")
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A backup made by `marginwatch backup` (or the daily flow).")],
+) -> None:
+    """Replace the warehouse with a backup, under the run lock; the replaced file is kept beside it."""
+    from warehouse.backup import restore_backup
+    from warehouse.connection import run_lock
+
+    if not file.is_file():
+        raise InputError(f"{file}: no such backup file")
+    settings = load_book(state.env.config_path).settings
+    with run_lock(state.env.warehouse_path, settings.lock_timeout_seconds):
+        aside = restore_backup(state.env.warehouse_path, file)
+    out.print(f"restored {file} into {state.env.warehouse_path}; the replaced warehouse is {aside}")
+
+
 def _read_timeout() -> float:
     try:
         return load_book(state.env.config_path).settings.lock_timeout_seconds

@@ -118,6 +118,7 @@ class Settings(_Strict):
     dask_address: str | None = None  # an existing Dask scheduler, e.g. tcp://10.0.0.5:8786
     dask_workers: int = Field(default=2, ge=1, le=256)  # for a local cluster started per run
     ltv_partition_loans: int = Field(default=2000, ge=1)
+    backups_kept: int = Field(default=7, ge=0, le=1000)  # the daily flow's backups; 0 turns them off
 
 
 LEVELS = ("warning", "margin_call", "liquidation")

@@ -59,12 +59,23 @@ def _connect(path: Path, timeout: float, **kwargs: object) -> duckdb.DuckDBPyCon
         except duckdb.IOException as exc:
             message = str(exc)
             if "lock" not in message.lower():
-                raise WarehouseError(f"{path}: cannot open warehouse: {_first_line(message)}") from None
+                raise WarehouseError(
+                    f"{path}: cannot open warehouse: {_first_line(message)}{_backup_hint(path)}"
+                ) from None
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(f"{path}: warehouse is busy (held by another process) after {timeout:g}s") from None
             time.sleep(_POLL_SECONDS)
         except duckdb.Error as exc:
-            raise WarehouseError(f"{path}: cannot open warehouse: {_first_line(str(exc))}") from None
+            raise WarehouseError(
+                f"{path}: cannot open warehouse: {_first_line(str(exc))}{_backup_hint(path)}"
+            ) from None
+
+
+def _backup_hint(path: Path) -> str:
+    from warehouse.backup import list_backups
+
+    backups = list_backups(path)
+    return f"; the latest backup is {backups[-1]} (`marginwatch restore` it)" if backups else ""
 
 
 def _first_line(message: str) -> str:
