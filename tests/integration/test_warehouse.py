@@ -187,6 +187,13 @@ REFUSED = [
     "EXPORT DATABASE '/tmp/x'",
     "CHECKPOINT",
     "BEGIN TRANSACTION",
+    "DETACH other",
+    "USE memory",
+    "VACUUM",
+    "CALL pragma_version()",
+    "CREATE SECRET s (TYPE s3, KEY_ID 'x', SECRET 'y')",
+    "SELECT 1; DROP TABLE meta.runs",
+    "IMPORT DATABASE '/tmp/x'",
 ]
 
 
