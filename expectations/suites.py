@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 BARS, FX_RATES, LOAN_LTV = "bars", "fx_rates", "loan_ltv_daily"
-SUITE_TABLES = {BARS: "staging.prices", FX_RATES: "staging.fx_rates", LOAN_LTV: "marts.loan_ltv_daily"}
 
 
 @dataclass(frozen=True)

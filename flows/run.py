@@ -27,7 +27,7 @@ from transforms.ltv import adjust_shares_for_splits
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_failed_run
+from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_run_outcome
 
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
@@ -334,6 +334,6 @@ def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict
 def _record_failure(warehouse: Path, timeout: float, record: RunRecord, exc: Exception) -> None:
     try:
         with open_writer(warehouse, timeout) as con:
-            record_failed_run(con, record, _one_line(exc))
+            record_run_outcome(con, record, "failed", _one_line(exc))
     except Exception as inner:  # the original failure matters more than its record
         log.warning("could not record the failed run %s: %s", record.run_id, inner)

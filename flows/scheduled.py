@@ -16,7 +16,7 @@ from flows.run import RunSummary
 from flows.runners import task_runner_for
 from marginwatch.config import load_book, resolve_environment
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunRecord, record_skipped_run
+from warehouse.load import RunRecord, record_run_outcome
 
 
 @flow(name="marginwatch-scheduled", log_prints=True)
@@ -61,7 +61,7 @@ def _record_skip(warehouse: Path, timeout: float, day: dt.date, reason: str, sou
     run_id = str(flow_run.get_id() or uuid.uuid4())
     record = RunRecord(run_id, "scheduled", {"date": day.isoformat()}, source, dt.datetime.now(dt.UTC), day, day)
     with run_lock(warehouse, timeout), open_writer(warehouse, timeout) as con:
-        record_skipped_run(con, record, reason)
+        record_run_outcome(con, record, "skipped", reason)
 
 
 @flow(name="marginwatch-backfill-deployment", log_prints=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 
-LEVEL_RANK = {"ok": 0, "warning": 1, "margin_call": 2, "liquidation": 3}
-
 
 def level_changes(ltv: pl.DataFrame) -> pl.DataFrame:
     """Return the sessions on which a loan's level differs from its previous session (grain: loan x change)."""

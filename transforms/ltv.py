@@ -56,8 +56,6 @@ LTV_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
 }
 
-STATUSES = ("ok", "warning", "margin_call", "liquidation")
-
 
 def adjust_shares_for_splits(collateral: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
     """Return pledged lines with share counts in the basis of the latest split (grain: loan x symbol).

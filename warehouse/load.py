@@ -129,10 +129,10 @@ def _stamped(results: pl.DataFrame, run_id: str, at: dt.datetime) -> pl.DataFram
     return results.with_columns(run_id=pl.lit(run_id), validated_at=pl.lit(at).cast(pl.Datetime("us", "UTC")))
 
 
-def record_failed_run(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -> None:
-    """Record a failed run on its own; nothing else the run computed is written."""
+def record_run_outcome(con: duckdb.DuckDBPyConnection, run: RunRecord, status: str, error: str) -> None:
+    """Record a run that published nothing (failed, or skipped on a holiday) on its own."""
     con.execute("BEGIN TRANSACTION")
-    _insert_run(con, run, "failed", error, dt.datetime.now(dt.UTC))
+    _insert_run(con, run, status, error, dt.datetime.now(dt.UTC))
     con.execute("COMMIT")
 
 
@@ -282,13 +282,6 @@ def record_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, outbox: 
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-def record_skipped_run(con: duckdb.DuckDBPyConnection, run: RunRecord, reason: str) -> None:
-    """Record a scheduled run that had nothing to do (a weekend or holiday)."""
-    con.execute("BEGIN TRANSACTION")
-    _insert_run(con, run, "skipped", reason, dt.datetime.now(dt.UTC))
-    con.execute("COMMIT")
 
 
 def read_split_events(con: duckdb.DuckDBPyConnection, symbols: list[str]) -> pl.DataFrame:

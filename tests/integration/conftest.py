@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 SMTP_USER, SMTP_PASSWORD = "risk-bot", "canary-smtp-7f3a9c"
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Return the rows of a query on a warehouse file, opened read-only."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
 
 
 class Webhook:

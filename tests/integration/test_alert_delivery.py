@@ -8,7 +8,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -17,7 +16,7 @@ from flows.backfill import backfill
 from flows.daily import daily
 from marginwatch import cli
 from marginwatch.config import EMBEDDED_BOOK, Book, load_book
-from tests.integration.conftest import SMTP_PASSWORD, Mailbox, Webhook
+from tests.integration.conftest import SMTP_PASSWORD, Mailbox, Webhook, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
@@ -27,11 +26,6 @@ CANARY = "canary-token-9b1e"
 def evening(day: str) -> dt.datetime:
     """22:00 UTC on `day`: after that session's close."""
     return dt.datetime.combine(D(day), dt.time(22, 0), tzinfo=dt.UTC)
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def book_with(tmp_path: Path, channels: str, lookback: int = 5) -> Book:

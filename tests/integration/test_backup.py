@@ -6,21 +6,16 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from flows.daily import daily
 from marginwatch import cli
 from marginwatch.config import EMBEDDED_BOOK, load_book
+from tests.integration.conftest import rows
 from warehouse.backup import list_backups
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

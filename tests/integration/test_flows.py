@@ -6,7 +6,6 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from flows.backfill import backfill
@@ -14,14 +13,10 @@ from flows.daily import daily
 from marginwatch.config import Book, load_book
 from marginwatch.errors import InputError
 from tests.conftest import SHARED_DATA
+from tests.integration.conftest import rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 MART = "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily ORDER BY loan_id, as_of_date"

@@ -8,7 +8,6 @@ import re
 import shutil
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -17,16 +16,12 @@ from flows.daily import daily
 from marginwatch.config import Book, load_book
 from marginwatch.sources.synthetic import SyntheticSource
 from tests.conftest import SHARED_DATA
+from tests.integration.conftest import rows
 from tests.integration.test_cli import marginwatch
 
 pytestmark = pytest.mark.slow
 D = dt.date.fromisoformat
 HEADER = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def write_bars(folder: Path, bars: pl.DataFrame) -> None:

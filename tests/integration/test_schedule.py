@@ -5,23 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from flows.backfill import backfill
 from flows.runners import task_runner_for
 from flows.scheduled import scheduled_daily
 from marginwatch.config import EMBEDDED_BOOK, load_book
+from tests.integration.conftest import rows
 from tests.integration.test_quality_gate import synthetic, write_bars
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
 UTC = dt.UTC
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.fixture

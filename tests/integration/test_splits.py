@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -13,6 +12,7 @@ from flows.backfill import backfill
 from flows.daily import daily
 from marginwatch.calendar import sessions_between
 from marginwatch.config import load_book
+from tests.integration.conftest import rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
@@ -33,11 +33,6 @@ cure_target = 0.35
 symbol = "ARM"
 shares = 1000          # stated on 2025-12-01, before the split
 """
-
-
-def rows(path: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def write_arm(folder: Path, closes: dict[dt.date, float], splits: dict[dt.date, float]) -> None:
