@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from marginwatch import calendar
-from marginwatch.errors import InputError
+from marginwatch.errors import UsageError
 
 # Bars re-fetched before the first as-of session, beyond the longest averaging window, so
 # that late corrections by the source reach staging and averages start from fresh bars.
@@ -27,14 +27,14 @@ class RunPlan:
 
 
 def require_session(day: dt.date, what: str) -> None:
-    """Raise InputError unless `day` is a NASDAQ session."""
+    """Raise UsageError unless `day` is a NASDAQ session."""
     try:
         ok = calendar.is_session(day)
     except ValueError as exc:
-        raise InputError(f"{what} {day}: {exc}") from None
+        raise UsageError(f"{what} {day}: {exc}") from None
     if not ok:
         previous = calendar.session_on_or_before(day)
-        raise InputError(f"{what} {day} is not a NASDAQ session (the session before is {previous})")
+        raise UsageError(f"{what} {day} is not a NASDAQ session (the session before is {previous})")
 
 
 def plan_daily(
@@ -65,13 +65,13 @@ def plan_daily(
 def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
     """Plan a backfill over the sessions in [start, end]."""
     if start > end:
-        raise InputError(f"backfill start {start} is after its end {end}")
+        raise UsageError(f"backfill start {start} is after its end {end}")
     try:
         sessions = calendar.sessions_between(start, end)
     except ValueError as exc:
-        raise InputError(f"backfill range {start}..{end}: {exc}") from None
+        raise UsageError(f"backfill range {start}..{end}: {exc}") from None
     if not len(sessions):
-        raise InputError(f"backfill range {start}..{end} holds no NASDAQ session")
+        raise UsageError(f"backfill range {start}..{end} holds no NASDAQ session")
     first, last = sessions[0], sessions[-1]
     return RunPlan(first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS))
 

@@ -20,7 +20,7 @@ from flows.sources import make_source
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
 from marginwatch.config import Book, channel_url, load_book
-from marginwatch.errors import DataQualityError, MarginwatchError
+from marginwatch.errors import DataQualityError, MarginwatchError, UsageError
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
 from transforms.ltv import adjust_shares_for_splits
@@ -107,7 +107,8 @@ def execute(
         except Exception as exc:
             if existed:
                 _record_failure(warehouse, timeout, record, exc)
-            alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
+            if not isinstance(exc, UsageError):  # a mistyped date is the caller's to fix, not the desk's
+                alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
             raise
         deliveries = alerting.deliver_alerts(warehouse, timeout, book)
         if settings.backups_kept and flow_name == "daily":

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from marginwatch.errors import InputError
+from marginwatch.errors import UsageError
 from marginwatch.sources.base import MarketSource
 
 SOURCE_HELP = "yfinance | synthetic | csv:DIR"
 
 
 def make_source(spec: str, seed: int) -> MarketSource:
-    """Return the source named by `spec`; InputError for an unknown name."""
+    """Return the source named by `spec`; UsageError for an unknown name."""
     if spec == "synthetic":
         from marginwatch.sources.synthetic import SyntheticSource
 
@@ -24,4 +24,4 @@ def make_source(spec: str, seed: int) -> MarketSource:
         from marginwatch.sources.csvdir import CsvDirSource
 
         return CsvDirSource(Path(spec[4:]))
-    raise InputError(f"unknown source {spec!r}; expected {SOURCE_HELP}")
+    raise UsageError(f"unknown source {spec!r}; expected {SOURCE_HELP}")

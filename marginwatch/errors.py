@@ -15,6 +15,13 @@ class InputError(MarginwatchError):
     exit_code = 2
 
 
+class UsageError(InputError):
+    """A command asked for something that cannot be done, e.g. a date that is not a session (exit 2).
+
+    Unlike a failure of the data or the machinery, it is not announced to the alert channels.
+    """
+
+
 class ConfigError(InputError):
     """The loan-book configuration is invalid (exit 2)."""
 

@@ -129,3 +129,9 @@ def mailbox() -> Iterator[Mailbox]:
     box = Mailbox()
     yield box
     box.controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test in its own folder, so relative paths (the demo alert file) never land in the repo."""
+    monkeypatch.chdir(tmp_path)

@@ -87,6 +87,8 @@ def test_holiday_as_of_is_refused_and_recorded_without_other_changes(tmp_path: P
     before = rows(path, MART)
     with pytest.raises(InputError, match="2026-11-26 is not a NASDAQ session"):
         daily(book, str(path), "synthetic", D("2026-11-26"))
+    # A caller's mistake is not announced to the channels: no run_failed notice.
+    assert rows(path, "SELECT count(*) FROM marts.alerts WHERE kind = 'run_failed'") == [(0,)]
     assert rows(path, MART) == before
     assert rows(path, "SELECT status FROM meta.runs ORDER BY started_at") == [("succeeded",), ("failed",)]
 
