@@ -22,6 +22,10 @@ style: $(UV)
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 
-.PHONY: bench
+.PHONY: bench reliability
 bench: $(UV)
 	$(UV) run --locked python -m benchmarks.quality
+	$(UV) run --locked python -m benchmarks.risk
+
+reliability: $(UV)
+	$(UV) run --locked pytest -m reliability

@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from marginwatch import calendar
 from marginwatch.config import Book
+from marginwatch.faults import crash_point
 from marginwatch.messages import render
 from marginwatch.notify import Delivery, Notifier
 from transforms.alerts import ALERT_SCHEMA, PRIOR_SCHEMA, find_level_alerts, find_operational_alerts, route_alerts
@@ -70,18 +71,20 @@ def raise_alerts(
 
 
 @task(name="deliver-alerts", cache_policy=NO_CACHE)
-def deliver_alerts(warehouse: Path, timeout: float, book: Book) -> list[Delivery]:
-    """Deliver every pending (alert, channel), recording each outcome as it happens."""
+def deliver_alerts(warehouse: Path, timeout: float, book: Book, report: Path | None = None) -> list[Delivery]:
+    """Deliver every pending (alert, channel), recording each outcome as it happens; email may carry `report`."""
     if not warehouse.exists():
         return []
     with open_writer(warehouse, timeout) as con:
         pending = pending_deliveries(con)
-    notifier = Notifier(book.channels)
+    notifier = Notifier(book.channels, report)
     outcomes = []
     for row in pending.iter_rows(named=True):
         outcome = notifier.send(row, row["channel"])
+        crash_point("deliver:one-sent")
         with open_writer(warehouse, timeout) as con:
             record_delivery(con, outcome.alert_key, outcome.channel, outcome.error)
+        crash_point("deliver:one-recorded")
         outcomes.append(outcome)
     return outcomes
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.plan import plan_backfill
-from flows.run import RunSummary, as_book, execute
+from flows.run import RunSummary, as_book, execute, risk_history_sessions
 from marginwatch.config import Book
 
 
@@ -29,7 +29,7 @@ def backfill(
         book,
         Path(warehouse),
         source,
-        lambda _last: plan_backfill(start, end, window),
+        lambda _last: plan_backfill(start, end, window, risk_history_sessions(book)),
         {
             "start": start.isoformat(),
             "end": end.isoformat(),

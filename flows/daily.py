@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.plan import plan_daily
-from flows.run import RunSummary, as_book, execute
+from flows.run import RunSummary, as_book, execute, risk_history_sessions
 from marginwatch import calendar
 from marginwatch.config import Book
 
@@ -37,7 +37,7 @@ def daily(
         book,
         Path(warehouse),
         source,
-        lambda last: plan_daily(day, last, accrual, window),
+        lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book)),
         {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
         moment,
         wait_for_bars_minutes * 60,

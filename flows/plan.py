@@ -42,10 +42,12 @@ def plan_daily(
     last_computed: dict[str, dt.date],
     accrual_starts: dict[str, dt.date],
     max_window: int,
+    history_sessions: int = 0,
 ) -> RunPlan:
     """Plan a daily run: every session since each loan's last computed one, through `as_of`.
 
-    A loan never computed starts at its accrual start, so a first run builds the history.
+    A loan never computed starts at its accrual start, so a first run builds the history, and
+    fetches `history_sessions` more before it (what the risk figures look back on).
     """
     require_session(as_of, "as-of date")
     starts = []
@@ -55,15 +57,14 @@ def plan_daily(
     start = min(min(starts), as_of)
     first = calendar.sessions_between(start, as_of)
     as_of_start = first[0] if len(first) else as_of
-    return RunPlan(
-        as_of_start,
-        as_of,
-        calendar.sessions_back(as_of_start, max_window + REFETCH_SESSIONS),
-    )
+    back = max_window + REFETCH_SESSIONS
+    if any(loan_id not in last_computed for loan_id in accrual_starts):
+        back = max(back, history_sessions)
+    return RunPlan(as_of_start, as_of, calendar.sessions_back(as_of_start, back))
 
 
-def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
-    """Plan a backfill over the sessions in [start, end]."""
+def plan_backfill(start: dt.date, end: dt.date, max_window: int, history_sessions: int = 0) -> RunPlan:
+    """Plan a backfill over the sessions in [start, end], fetching `history_sessions` before it too."""
     if start > end:
         raise UsageError(f"backfill start {start} is after its end {end}")
     try:
@@ -73,7 +74,7 @@ def plan_backfill(start: dt.date, end: dt.date, max_window: int) -> RunPlan:
     if not len(sessions):
         raise UsageError(f"backfill range {start}..{end} holds no NASDAQ session")
     first, last = sessions[0], sessions[-1]
-    return RunPlan(first, last, calendar.sessions_back(first, max_window + REFETCH_SESSIONS))
+    return RunPlan(first, last, calendar.sessions_back(first, max(max_window + REFETCH_SESSIONS, history_sessions)))
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,17 @@ from flows.plan import RunPlan
 from flows.sources import make_source
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
-from marginwatch.config import Book, channel_url, load_book
+from marginwatch.config import Book, RiskSettings, Settings, channel_url, load_book
 from marginwatch.errors import DataQualityError, MarginwatchError, UsageError
+from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
 from transforms.ltv import adjust_shares_for_splits
+from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_run_outcome
+from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_report, record_run_outcome
 
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
@@ -52,6 +54,8 @@ class RunSummary:
     alerts: pl.DataFrame | None = field(default=None, repr=False)
     deliveries: list[Delivery] = field(default_factory=list)
     deliver_from: dt.date = dt.date.min  # older alerts are recorded, not sent or announced
+    report: Path | None = None  # the HTML report the daily flow wrote
+    risk: pl.DataFrame | None = field(default=None, repr=False)  # None when risk is turned off
 
     @property
     def undelivered(self) -> list[Delivery]:
@@ -62,6 +66,22 @@ class RunSummary:
 def as_book(book: Book | str) -> Book:
     """Return the book itself, or the book loaded from a TOML path."""
     return load_book(Path(book)) if isinstance(book, str) else book
+
+
+def risk_model(settings: RiskSettings) -> RiskModel:
+    """Return the risk estimator the settings describe."""
+    return RiskModel(
+        decay=settings.ewma_lambda,
+        ewma_sessions=settings.ewma_sessions,
+        pool_sessions=settings.bootstrap_sessions,
+        paths=settings.paths,
+        seed=settings.seed,
+    )
+
+
+def risk_history_sessions(book: Book) -> int:
+    """Return the sessions of history before an as-of date that its risk figures need (0 without risk)."""
+    return risk_model(book.settings.risk).lookback_sessions if book.settings.risk.enabled else 0
 
 
 def _pair(symbol: str) -> str:
@@ -110,10 +130,15 @@ def execute(
             if not isinstance(exc, UsageError):  # a mistyped date is the caller's to fix, not the desk's
                 alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
             raise
-        deliveries = alerting.deliver_alerts(warehouse, timeout, book)
+        crash_point("run:committed")
+        report = _write_report(warehouse, settings, summary.as_of_end, record.run_id) if flow_name == "daily" else None
+        crash_point("run:reported")
+        deliveries = alerting.deliver_alerts(warehouse, timeout, book, report)
+        crash_point("run:delivered")
         if settings.backups_kept and flow_name == "daily":
             take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC))
-    summary = replace(summary, deliveries=deliveries)
+            crash_point("backup:taken")
+    summary = replace(summary, deliveries=deliveries, report=report)
     if summary.alerts is not None:
         recent = summary.alerts.filter(pl.col("as_of_date") >= summary.deliver_from)
         alerting.announce(recent, summary.ltv, summary.as_of_end)
@@ -140,6 +165,7 @@ def _pipeline(
     loan_ids = loans["loan_id"].to_list()
     plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
     record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
+    crash_point("run:planned")
     symbols = market_symbols(book)
     stocks = [s for s in symbols if not s.endswith("=X")]
     pairs = [_pair(s) for s in symbols if s.endswith("=X")]
@@ -147,6 +173,7 @@ def _pipeline(
     fetched = _restate_new_splits(
         source, _fetch_waiting(source, symbols, plan, wait_for_bars_seconds), split_state, plan
     )
+    crash_point("run:fetched")
     splits = pl.concat(
         [
             split_state.select("symbol", "session_date", "stock_splits"),
@@ -158,14 +185,17 @@ def _pipeline(
     verdict = tasks.validate_incoming(
         raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id, history[1]
     )
+    crash_point("run:validated")
     staged = tasks.stage_bars(verdict)
+    crash_point("run:staged")
     plan = _widen_for_revisions(plan, history, staged)
     record.as_of_start = plan.as_of_start
     held = _held_back_loans(collateral, loans, verdict.blocked_symbols, verdict.blocked_pairs)
     ready = loans.filter(~pl.col("loan_id").is_in(held))
+    pledged = adjust_shares_for_splits(collateral, splits)
     ltv = tasks.compute_ltv(
         ready,
-        adjust_shares_for_splits(collateral, splits),
+        pledged,
         history,
         staged,
         plan.as_of_start,
@@ -175,6 +205,9 @@ def _pipeline(
     ).with_columns(run_id=pl.lit(record.run_id))
     ltv, ltv_results, bad_loans = tasks.validate_ltv(ltv, record.run_id)
     published = [loan for loan in ready["loan_id"].to_list() if loan not in bad_loans]
+    crash_point("run:computed")
+    stress, risk = _assess_risk(book, warehouse, (stocks, pairs), staged, ready, pledged, ltv)
+    crash_point("run:risk")
     held_back = {
         "symbols": verdict.blocked_symbols,
         "pairs": verdict.blocked_pairs,
@@ -186,6 +219,7 @@ def _pipeline(
     alerts, outbox = alerting.raise_alerts(
         book, ltv, prior, plan.as_of_end, dict.fromkeys(held_back["loans"], reason), deliver_from
     )
+    crash_point("run:alerts")
     output = RunOutput(
         raw,
         staged[0],
@@ -196,6 +230,8 @@ def _pipeline(
         pl.concat([verdict.results, ltv_results]),
         alerts,
         outbox,
+        stress,
+        risk,
     )
     record.counts = {
         "bars_fetched": raw.height,
@@ -222,7 +258,33 @@ def _pipeline(
         held_back if record.status == "dq_failed" else {},
         alerts,
         deliver_from=deliver_from,
+        risk=risk,
     )
+
+
+def _assess_risk(
+    book: Book,
+    warehouse: Path,
+    markets: tuple[list[str], list[str]],
+    staged: tuple[pl.DataFrame, pl.DataFrame],
+    loans: pl.DataFrame,
+    pledged: pl.DataFrame,
+    ltv: pl.DataFrame,
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """Return the stress and risk rows of the published LTV rows, or (None, None) with risk turned off."""
+    settings = book.settings
+    if not settings.risk.enabled or not ltv.height:
+        return None, None
+    model = risk_model(settings.risk)
+    first: dt.date = ltv["as_of_date"].min()  # type: ignore[assignment]
+    last: dt.date = ltv["as_of_date"].max()  # type: ignore[assignment]
+    since = calendar.sessions_back(first, model.lookback_sessions)
+    history = tasks.read_history(warehouse, settings.lock_timeout_seconds, *markets, since, last)
+    stress, risk = tasks.compute_risk(
+        loans, pledged, history, staged, ltv, model, list(settings.risk.price_shocks), list(settings.risk.fx_shocks)
+    )
+    run_id = pl.lit(ltv["run_id"][0])
+    return stress.with_columns(run_id=run_id), risk.with_columns(run_id=run_id)
 
 
 def _fetch_waiting(source: MarketSource, symbols: list[str], plan: RunPlan, wait_seconds: float) -> pl.DataFrame:
@@ -325,6 +387,32 @@ def _data_docs(warehouse: Path, configured: Path | None) -> Path | None:
     except Exception as exc:  # the published run stands; docs are a rendering of stored results
         log.warning("could not build Data Docs in %s: %s", directory, exc)
         return None
+
+
+def _write_report(warehouse: Path, settings: Settings, as_of: dt.date, run_id: str) -> Path | None:
+    """Write the day's report, note it on the run's record and link it as a Prefect artifact; None on failure."""
+    from prefect.artifacts import create_link_artifact
+
+    from marginwatch.report import write_report
+
+    out = settings.reports_dir / f"report-{as_of}.html" if settings.reports_dir else None
+    try:
+        files = write_report(warehouse, as_of, out, settings.lock_timeout_seconds)
+        with open_writer(warehouse, settings.lock_timeout_seconds) as con:
+            record_report(con, run_id, str(files.html))
+    except Exception as exc:  # the published run stands; the report is a rendering of it
+        _run_logger().warning("could not write the report for %s: %s", as_of, _one_line(exc))
+        return None
+    try:
+        create_link_artifact(
+            key="marginwatch-report",
+            link=files.html.resolve().as_uri(),
+            link_text=f"marginwatch report {as_of}",
+            description=f"LTV, stress, probabilities, alerts and data quality on {as_of}; chart {files.png.name}",
+        )
+    except Exception as exc:  # outside a flow run (or with no API) there is nothing to attach it to
+        log.debug("no report artifact: %s", exc)
+    return files.html
 
 
 def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict[str, dt.date]:

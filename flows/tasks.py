@@ -17,6 +17,7 @@ from marginwatch.errors import SourceUnavailable
 from marginwatch.sources.base import RAW_BAR_SCHEMA, MarketSource
 from transforms.ltv import compute_loan_ltv
 from transforms.quality import add_bar_checks, add_fx_checks, add_ltv_checks, apply_verdict, previous_bars
+from transforms.risk import RiskModel, collateral_values, compute_loan_risk
 from transforms.staging import (
     FX_SCHEMA,
     PRICE_SCHEMA,
@@ -25,6 +26,7 @@ from transforms.staging import (
     stage_fx_rates,
     stage_prices,
 )
+from transforms.stress import stress_loans
 from warehouse.connection import open_writer
 from warehouse.load import (
     RunOutput,
@@ -212,6 +214,35 @@ def compute_ltv(
     ltv = pl.concat([future.result() for future in futures]).sort("loan_id", "as_of_date")
     report("compute", 1, 1)
     return ltv
+
+
+@task(name="compute-risk", cache_policy=NO_CACHE)
+def compute_risk(
+    loans: pl.DataFrame,
+    collateral: pl.DataFrame,
+    history: tuple[pl.DataFrame, pl.DataFrame],
+    staged: tuple[pl.DataFrame, pl.DataFrame],
+    ltv: pl.DataFrame,
+    model: RiskModel,
+    price_shocks: list[float],
+    fx_shocks: list[float],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (stress rows, risk rows) for every published LTV row (grains: loan x date x scenario, x method)."""
+    prices = _newest(history[0], staged[0], ["symbol", "session_date"])
+    fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
+    first, last = ltv["as_of_date"].min(), ltv["as_of_date"].max()
+    start = calendar.sessions_back(first, model.lookback_sessions)  # type: ignore[arg-type]
+    sessions = calendar.sessions_between(start, last).to_list()  # type: ignore[arg-type]
+    values = collateral_values(loans, collateral, sessions, prices, fx_rates)
+    foreign = values.select(
+        "loan_id",
+        pl.col("session_date").alias("as_of_date"),
+        foreign_share=pl.col("foreign_value") / pl.col("value"),
+    )
+    stress = stress_loans(ltv, foreign, price_shocks, fx_shocks)
+    risk = compute_loan_risk(ltv, values, sessions, loans.select("loan_id", "cure_period_days"), model)
+    report("risk", 1, 1)
+    return stress, risk
 
 
 @task(name="validate-ltv", cache_policy=NO_CACHE)

@@ -108,10 +108,32 @@ def _show_summary(summary: RunSummary) -> None:
         "is_stale",
     )
     render(view.columns, view.rows(), Format.table, out, title="Latest LTV per loan")
+    _show_risk(summary)
     _show_alerts(summary)
     out.print(f"warehouse: {state.env.warehouse_path}")
     if summary.data_docs:
         out.print(f"data docs: {summary.data_docs}")
+    if summary.report:
+        out.print(f"report: {summary.report}")
+
+
+def _show_risk(summary: RunSummary) -> None:
+    import polars as pl
+
+    if summary.risk is None or not summary.risk.height:
+        return
+    latest = summary.risk.filter(pl.col("as_of_date") == summary.as_of_end).select(
+        "loan_id",
+        "method",
+        "p_margin_call_5d",
+        "p_margin_call_21d",
+        "p_liquidation_21d",
+        "var_10d_99",
+        "days_of_cover",
+        "cure_period_days",
+    )
+    title = f"Chance of reaching a level within N sessions, from {summary.as_of_end}"
+    render(latest.columns, latest.rows(), Format.table, out, title=title)
 
 
 def _show_alerts(summary: RunSummary) -> None:
@@ -262,6 +284,52 @@ def _revalidate(start: dt.date, end: dt.date, fmt: Format) -> None:
         raise DataQualityError(f"stored data {start} .. {end} fails blocking checks: {names}")
 
 
+@app.command()
+def report(
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date to report (default: the latest LTV date)."),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default <warehouse name>-reports/report-DATE.html)."),
+    ] = None,
+) -> None:
+    """Write the daily HTML report and its chart as a PNG beside it; print both paths."""
+    from marginwatch.report import write_report
+
+    files = write_report(state.env.warehouse_path, as_of.date() if as_of else None, out_file, _read_timeout())
+    out.print(f"report: {files.html}", markup=False, highlight=False)
+    out.print(f"chart: {files.png}", markup=False, highlight=False)
+
+
+@app.command()
+def backtest(
+    symbol: Annotated[str, typer.Option("--symbol", help="A staged symbol whose closes are tested.")] = "ARM",
+    fall: Annotated[float, typer.Option("--fall", min=0.01, max=0.99, help="The fall tested, e.g. 0.2 for 20%.")] = 0.2,
+    sessions: Annotated[int, typer.Option("--sessions", help="The horizon in sessions: 1, 5, 10 or 21.")] = 10,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compare predicted and realised chances of a fall within a horizon, over a symbol's staged history."""
+    from flows.run import risk_model
+    from marginwatch import calendar
+    from transforms.backtest import calibrate_backtest, predict_falls, summarise_backtest
+    from transforms.paths import HORIZONS
+    from warehouse.queries import symbol_closes
+
+    if sessions not in HORIZONS:
+        raise InputError(f"--sessions must be one of {', '.join(map(str, HORIZONS))}, got {sessions}")
+    closes = symbol_closes(state.env.warehouse_path, symbol, _read_timeout())
+    days = calendar.sessions_between(closes["session_date"].min(), closes["session_date"].max()).to_list()  # type: ignore[arg-type]
+    model = risk_model(load_book(state.env.config_path).settings.risk)
+    scored = predict_falls(closes, days, model, fall, sessions)
+    title = f"{symbol}: falls of {fall:.0%} or more within {sessions} sessions, {days[0]} .. {days[-1]}"
+    summary = summarise_backtest(scored)
+    render(summary.columns, summary.rows(), fmt, out, title=title)
+    calibration = calibrate_backtest(scored)
+    render(calibration.columns, calibration.rows(), fmt, out, title="By predicted chance")
+
+
 alerts_app = typer.Typer(help="The alert record and its deliveries.", no_args_is_help=False)
 app.add_typer(alerts_app, name="alerts")
 
@@ -371,7 +439,7 @@ class _progress:
 
         self.bar = Progress(console=err, transient=True)
         self.bar.start()
-        names = ("fetch", "validate", "stage", "compute", "load")
+        names = ("fetch", "validate", "stage", "compute", "risk", "load")
         stages = {name: self.bar.add_task(name, total=None) for name in names}
         set_reporter(lambda stage, done, total: self.bar.update(stages[stage], completed=done, total=total))
 

@@ -104,6 +104,22 @@ class Loan(_Strict):
         return lines
 
 
+Shock = Annotated[float, Field(gt=-1, lt=1)]
+
+
+class RiskSettings(_Strict):
+    """Forward-looking risk: stress scenarios and the hit-probability estimators."""
+
+    enabled: bool = True
+    price_shocks: list[Shock] = Field(default=[-0.10, -0.20, -0.30, -0.40, -0.50], min_length=1, max_length=50)
+    fx_shocks: list[Shock] = Field(default=[-0.10, -0.20], max_length=50)  # the collateral's currency vs the loan's
+    paths: int = Field(default=10_000, ge=10_000, le=1_000_000)
+    seed: int = Field(default=20250911, ge=0)
+    ewma_lambda: float = Field(default=0.94, gt=0, lt=1)
+    ewma_sessions: int = Field(default=250, ge=20, le=2_000)
+    bootstrap_sessions: int = Field(default=500, ge=20, le=5_000)
+
+
 class Settings(_Strict):
     """Run-wide settings; every field has a default."""
 
@@ -119,6 +135,8 @@ class Settings(_Strict):
     dask_workers: int = Field(default=2, ge=1, le=256)  # for a local cluster started per run
     ltv_partition_loans: int = Field(default=2000, ge=1)
     backups_kept: int = Field(default=7, ge=0, le=1000)  # the daily flow's backups; 0 turns them off
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    reports_dir: Path | None = None  # where the daily flow writes its report (default: beside the warehouse)
 
 
 LEVELS = ("warning", "margin_call", "liquidation")
@@ -131,6 +149,7 @@ class Channel(_Strict):
     url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     file: Path | None = None
     min_level: Literal["warning", "margin_call", "liquidation"] = "warning"
+    attach_report: bool = False  # email channels: attach the daily run's HTML report to its alerts
 
     @model_validator(mode="after")
     def _one_target(self) -> Channel:
@@ -178,6 +197,11 @@ def resolve_environment(config: Path | None, warehouse: Path | None) -> Environm
     env_warehouse = os.environ.get("MARGINWATCH_WAREHOUSE")
     warehouse_path = warehouse or (Path(env_warehouse) if env_warehouse else DEFAULT_WAREHOUSE)
     return Environment(chosen, embedded, warehouse_path)
+
+
+def crash_point_named() -> str | None:
+    """Return the crash point the reliability suite asked for (`MARGINWATCH_CRASH_AT`), if any."""
+    return os.environ.get("MARGINWATCH_CRASH_AT") or None
 
 
 def load_book(path: Path) -> Book:

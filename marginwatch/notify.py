@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -54,8 +55,9 @@ def url_secrets(url: str) -> list[str]:
 class Notifier:
     """Sends rendered alerts to the book's channels, one channel object per channel."""
 
-    def __init__(self, channels: list[Channel]) -> None:
+    def __init__(self, channels: list[Channel], report: Path | None = None) -> None:
         self.channels = {c.name: c for c in channels}
+        self.report = report  # attached to email from channels that ask for it
         self._apprise: dict[str, Any] = {}
         self._secrets: list[str] = []
 
@@ -103,8 +105,9 @@ class Notifier:
         body, body_format = (
             (html_body(alert), apprise.NotifyFormat.HTML) if is_email else (text_body(alert), apprise.NotifyFormat.TEXT)
         )
+        attach = str(self.report) if is_email and channel.attach_report and self.report is not None else None
         with apprise.LogCapture(level=logging.WARNING) as captured:
-            ok = target.notify(title=subject(alert), body=body, body_format=body_format)
+            ok = target.notify(title=subject(alert), body=body, body_format=body_format, attach=attach)
         if ok:
             return None
         reasons = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]

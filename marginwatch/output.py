@@ -14,7 +14,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-PERCENT_COLUMNS = {"ltv", "distance_to_margin_call"}
+PERCENT_COLUMNS = {
+    "ltv",
+    "distance_to_margin_call",
+    "price_shock",
+    "fx_shock",
+    "fall_to_warning",
+    "fall_to_margin_call",
+    "fall_to_liquidation",
+    "sigma_1d",
+    *(f"p_{level}_{h}d" for level in ("margin_call", "liquidation") for h in (1, 5, 10, 21)),
+    "mean_predicted",
+    "realised",
+}
 
 
 class Format(StrEnum):

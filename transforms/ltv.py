@@ -57,6 +57,19 @@ LTV_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def level_expr(ltv: pl.Expr) -> pl.Expr:
+    """Return the level `ltv` stands at against the frame's `warning`, `margin_call` and `liquidation` columns."""
+    return (
+        pl.when(ltv >= pl.col("liquidation"))
+        .then(pl.lit("liquidation"))
+        .when(ltv >= pl.col("margin_call"))
+        .then(pl.lit("margin_call"))
+        .when(ltv >= pl.col("warning"))
+        .then(pl.lit("warning"))
+        .otherwise(pl.lit("ok"))
+    )
+
+
 def adjust_shares_for_splits(collateral: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
     """Return pledged lines with share counts in the basis of the latest split (grain: loan x symbol).
 
@@ -93,7 +106,12 @@ def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFram
         [
             ordered.with_columns(
                 valuation_window=pl.lit(window, pl.Int32),
-                price=pl.col("close").rolling_mean(window, min_samples=1).over("symbol"),
+                # A weighted sum adds each window afresh; a plain rolling mean carries a running sum
+                # whose last bits depend on where the series starts, so split runs would disagree.
+                price=(
+                    pl.col("close").rolling_sum(window, weights=[1.0] * window, min_samples=1)
+                    / (pl.int_range(pl.len()).clip(upper_bound=window - 1) + 1)
+                ).over("symbol"),
             )
             for window in sorted(set(windows))
         ]
@@ -200,18 +218,14 @@ def compute_loan_ltv(
     lines = value_collateral_lines(loans, collateral, as_of_dates, prices, fx_rates)
     valued = aggregate_collateral(lines, sessions, stale_after).join(loans, on="loan_id")
     days = (pl.col("as_of_date") - pl.col("accrual_start")).dt.total_days().clip(lower_bound=0)
-    balance = pl.col("principal") * (1 + pl.col("annual_rate") * days / 360)
+    # Times the constant 1/360, not divided by 360: Polars divides a column by a scalar through its
+    # reciprocal on longer columns only, so a one-day run and a backfill would round differently.
+    balance = pl.col("principal") * (1 + pl.col("annual_rate") * days.cast(pl.Float64) * (1 / 360))
     return (
         valued.with_columns(loan_balance=balance)
         .with_columns(ltv=pl.col("loan_balance") / pl.col("collateral_value"))
         .with_columns(
-            status=pl.when(pl.col("ltv") >= pl.col("liquidation"))
-            .then(pl.lit("liquidation"))
-            .when(pl.col("ltv") >= pl.col("margin_call"))
-            .then(pl.lit("margin_call"))
-            .when(pl.col("ltv") >= pl.col("warning"))
-            .then(pl.lit("warning"))
-            .otherwise(pl.lit("ok")),
+            status=level_expr(pl.col("ltv")),
             margin_call_price=pl.col("loan_balance") / (pl.col("_unit_value") * pl.col("margin_call")),
             liquidation_price=pl.col("loan_balance") / (pl.col("_unit_value") * pl.col("liquidation")),
             distance_to_margin_call=1 - pl.col("ltv") / pl.col("margin_call"),

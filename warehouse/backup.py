@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from marginwatch.errors import InputError, WarehouseError
+from marginwatch.faults import crash_point
 from warehouse.migrate import check_version, load_migrations
 
 
@@ -35,9 +36,12 @@ def take_backup(warehouse: Path, keep: int, now: dt.datetime, directory: Path | 
     folder.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse)) as con:
         con.execute("CHECKPOINT")  # everything in the one file, nothing left in the WAL
+    for stale in folder.glob(f"{warehouse.stem}-*.partial"):
+        stale.unlink()  # left by a run killed while copying
     target = folder / f"{warehouse.stem}-{now:%Y%m%dT%H%M%S%fZ}.duckdb"
     partial = target.with_suffix(".partial")
     shutil.copy2(warehouse, partial)
+    crash_point("backup:copying")
     os.replace(partial, target)  # a backup is whole or absent
     for old in list_backups(warehouse, folder)[:-keep] if keep > 0 else []:
         old.unlink()

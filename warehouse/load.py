@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from marginwatch.faults import crash_point
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 
 
@@ -26,6 +27,8 @@ class RunOutput:
     dq_results: pl.DataFrame  # one row per expectation and suite
     alerts: pl.DataFrame | None = None  # alert records, with subject and body
     outbox: pl.DataFrame | None = None  # (alert_key, channel) to deliver
+    stress: pl.DataFrame | None = None  # stress rows of the same loans and dates as `ltv`; None: not computed
+    risk: pl.DataFrame | None = None  # risk rows of the same loans and dates as `ltv`; None: not computed
 
 
 @dataclass
@@ -88,14 +91,27 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
     con.execute("BEGIN TRANSACTION")
     try:
         _append(con, "raw.market_bars", output.raw)
+        crash_point("load:raw")
         _append(con, "raw.quarantined_bars", output.quarantined)
+        crash_point("load:quarantine")
         _upsert(con, "staging.prices", output.prices, ["symbol", "session_date"])
+        crash_point("load:prices")
         _upsert(con, "staging.fx_rates", output.fx_rates, ["pair", "session_date"])
-        _replace_ltv_partition(con, output.ltv, output.ltv_loan_ids, run.as_of_start, run.as_of_end)
+        crash_point("load:fx")
+        partition = (output.ltv_loan_ids, run.as_of_start, run.as_of_end)
+        _replace_partition(con, "marts.loan_ltv_daily", output.ltv, *partition)
+        crash_point("load:ltv")
+        if output.stress is not None and output.risk is not None:
+            _replace_partition(con, "marts.loan_stress_daily", output.stress, *partition)
+            _replace_partition(con, "marts.loan_risk_daily", output.risk, *partition)
+        crash_point("load:risk")
         _append(con, "meta.dq_results", _stamped(output.dq_results, run.run_id, now))
+        crash_point("load:dq")
         if output.alerts is not None and output.outbox is not None:
             _insert_new_alerts(con, output.alerts, output.outbox, run.run_id, now)
+        crash_point("load:alerts")
         _insert_run(con, run, run.status, run.error, now)
+        crash_point("load:before-commit")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -153,20 +169,22 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key
     con.unregister("_incoming")
 
 
-def _replace_ltv_partition(
+def _replace_partition(
     con: duckdb.DuckDBPyConnection,
-    ltv: pl.DataFrame,
+    table: str,
+    rows: pl.DataFrame,
     loan_ids: list[str],
     start: dt.date | None,
     end: dt.date | None,
 ) -> None:
+    """Replace a mart's rows of these loans and as-of dates by `rows` (an idempotent rerun)."""
     if start is None or end is None or not loan_ids:
         return
     con.execute(
-        "DELETE FROM marts.loan_ltv_daily WHERE loan_id IN (SELECT unnest(?)) AND as_of_date BETWEEN ? AND ?",
+        f"DELETE FROM {table} WHERE loan_id IN (SELECT unnest(?)) AND as_of_date BETWEEN ? AND ?",
         [loan_ids, start, end],
     )
-    _append(con, "marts.loan_ltv_daily", ltv)
+    _append(con, table, rows)
 
 
 def _insert_run(
@@ -292,3 +310,8 @@ def read_split_events(con: duckdb.DuckDBPyConnection, symbols: list[str]) -> pl.
         "QUALIFY stock_splits > 0 OR session_date = first_staged",
         params={"symbols": symbols},
     ).pl()
+
+
+def record_report(con: duckdb.DuckDBPyConnection, run_id: str, path: str) -> None:
+    """Note on the run's record the report it wrote."""
+    con.execute("UPDATE meta.runs SET report_path = $path WHERE run_id = $run_id", {"path": path, "run_id": run_id})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from marginwatch.errors import InputError
 from warehouse.connection import open_reader
@@ -53,11 +54,13 @@ def run_query(path: Path, sql: str, timeout: float) -> QueryResult:
 
 
 LATEST_STATUS_SQL = """
-SELECT loan_id, as_of_date, price_date, currency, ltv, status, distance_to_margin_call,
-       margin_call_price, price, collateral_value, loan_balance, is_stale, source
-FROM marts.loan_ltv_daily
-QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1
-ORDER BY loan_id
+SELECT l.loan_id, l.as_of_date, l.price_date, l.currency, l.ltv, l.status, l.distance_to_margin_call,
+       l.margin_call_price, l.price, r.p_margin_call_10d, r.days_of_cover, l.collateral_value,
+       l.loan_balance, l.is_stale, l.source
+FROM marts.loan_ltv_daily l
+LEFT JOIN marts.loan_risk_daily r ON r.loan_id = l.loan_id AND r.as_of_date = l.as_of_date AND r.method = 'ewma_mc'
+QUALIFY row_number() OVER (PARTITION BY l.loan_id ORDER BY l.as_of_date DESC) = 1
+ORDER BY l.loan_id
 """
 
 
@@ -94,3 +97,17 @@ def list_alerts(path: Path, timeout: float, pending_only: bool = False) -> Query
     """Return alerts with one row per delivery channel (grain: alert x channel; undelivered-only if asked)."""
     where = "WHERE o.status = 'pending'" if pending_only else ""
     return run_query(path, ALERTS_SQL.format(where=where), timeout)
+
+
+def symbol_closes(path: Path, symbol: str, timeout: float) -> pl.DataFrame:
+    """Return a symbol's staged closes (grain: session date); InputError when none are staged."""
+    with open_reader(path, timeout) as con:
+        closes = con.sql(
+            "SELECT session_date, close FROM staging.prices WHERE symbol = $symbol ORDER BY session_date",
+            params={"symbol": symbol},
+        ).pl()
+        if not closes.height:
+            staged = [row[0] for row in con.execute("SELECT DISTINCT symbol FROM staging.prices ORDER BY 1").fetchall()]
+            listed = ", ".join(staged) or "none"
+            raise InputError(f"no staged prices for {symbol!r} in {path}; staged symbols: {listed}")
+    return closes

@@ -90,6 +90,24 @@ def test_margin_call_reaches_webhook_and_email_with_the_numbers_to_act_on(
     assert CANARY not in every_value and SMTP_PASSWORD not in every_value
 
 
+def test_the_daily_report_rides_along_with_email_that_asks_for_it(
+    tmp_path: Path, webhook: Webhook, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MW_TEST_HOOK", webhook.url())
+    monkeypatch.setenv("MW_TEST_MAIL", mailbox.url())
+    channels = BOTH.replace('min_level = "warning"\n', 'min_level = "warning"\nattach_report = true\n')
+    warehouse = tmp_path / "w.duckdb"
+    summary = daily(book_with(tmp_path, channels), str(warehouse), "synthetic", D("2026-03-24"), evening("2026-03-24"))
+    assert summary.report == tmp_path / "w-reports" / "report-2026-03-24.html"
+    assert rows(warehouse, "SELECT report_path FROM meta.runs") == [(str(summary.report),)]
+    assert len(mailbox.messages) == 4
+    for mail in mailbox.messages:
+        (attachment,) = list(mail.iter_attachments())
+        assert attachment.get_filename() == "report-2026-03-24.html"
+        assert attachment.get_payload(decode=True) == summary.report.read_bytes()  # the page declares UTF-8 itself
+    assert webhook.received and not any(message.get("attachments") for message in webhook.received)  # it did not ask
+
+
 def test_webhook_down_for_two_runs_then_back_gets_each_alert_exactly_once(
     tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
 ) -> None:

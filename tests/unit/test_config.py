@@ -80,6 +80,9 @@ INVALID = [
     ("negative rate", VALID.replace("annual_rate = 0.05", "annual_rate = -0.01"), "field annual_rate:"),
     ("pledged twice", VALID + '[[loans.collateral]]\nsymbol = "ARM"\nshares = 5\n', "pledged twice"),
     ("not toml", "[[loans]\nid = 1", "not valid TOML"),
+    ("shock past -100%", "[settings.risk]\nprice_shocks = [-0.1, -1.5]\n" + VALID, "settings.risk.price_shocks[1]"),
+    ("too few paths", "[settings.risk]\npaths = 500\n" + VALID, "field settings.risk.paths:"),
+    ("decay of one", "[settings.risk]\newma_lambda = 1.0\n" + VALID, "field settings.risk.ewma_lambda:"),
 ]
 
 
