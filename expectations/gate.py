@@ -56,6 +56,8 @@ def _context() -> Any:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise to users
+    # This module sets its own logger to INFO on import, under the parent's WARNING: quiet it too.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("marginwatch")

@@ -136,7 +136,7 @@ def execute(
         deliveries = alerting.deliver_alerts(warehouse, timeout, book, report)
         crash_point("run:delivered")
         if settings.backups_kept and flow_name == "daily":
-            take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC))
+            take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC), timeout=timeout)
             crash_point("backup:taken")
     summary = replace(summary, deliveries=deliveries, report=report)
     if summary.alerts is not None:

@@ -261,6 +261,6 @@ def validate_ltv(ltv: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataF
 @task(name="load-warehouse", cache_policy=NO_CACHE)
 def load_warehouse(warehouse: Path, timeout: float, output: RunOutput, run: RunRecord) -> None:
     """Publish the run: bars, staging rows, LTV partitions, quarantine, results and run record, atomically."""
-    with open_writer(warehouse, timeout) as con:
+    with open_writer(warehouse, timeout) as con:  # a full or failing disk: WarehouseError, nothing published
         publish_run(con, output, run)
     report("load", 1, 1)

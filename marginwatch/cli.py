@@ -399,7 +399,11 @@ def backup(
     settings = load_book(state.env.config_path).settings
     with run_lock(state.env.warehouse_path, settings.lock_timeout_seconds):
         target = take_backup(
-            state.env.warehouse_path, max(settings.backups_kept, 1), dt.datetime.now(dt.UTC), directory
+            state.env.warehouse_path,
+            max(settings.backups_kept, 1),
+            dt.datetime.now(dt.UTC),
+            directory,
+            settings.lock_timeout_seconds,
         )
     out.print(f"backup: {target}")
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -37,7 +38,14 @@ def _iso_currency(code: str) -> str:
     return code
 
 
-Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_iso_currency)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_currency)]
+
+
+# The exchange calendar's span (marginwatch.calendar.FIRST_DAY..LAST_DAY), kept here so that reading a
+# book does not import the calendar library; a test checks the two agree.
+CALENDAR_SPAN = (dt.date(1995, 1, 3), dt.date(2040, 12, 31))
+CalendarDate = Annotated[dt.date, Field(ge=CALENDAR_SPAN[0], le=CALENDAR_SPAN[1])]
+Amount = Annotated[float, Strict()]
 
 
 def _refuse_repeats(names: list[str], message: str) -> None:
@@ -50,7 +58,7 @@ def _refuse_repeats(names: list[str], message: str) -> None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class Levels(_Strict):
@@ -76,9 +84,9 @@ class CollateralLine(_Strict):
 
     symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.\-=^]+$")
     currency: Currency = "USD"
-    shares: float = Field(gt=0)
+    shares: Amount = Field(gt=0)
     haircut: float = Field(default=0.0, ge=0, lt=1)
-    shares_as_of: dt.date | None = None  # when the count was stated (default: the loan's accrual_start)
+    shares_as_of: CalendarDate | None = None  # when the count was stated (default: the loan's accrual_start)
 
 
 class Loan(_Strict):
@@ -88,9 +96,9 @@ class Loan(_Strict):
     borrower: str = Field(min_length=1)
     lenders: list[str] = Field(default_factory=list)
     currency: Currency
-    principal: float = Field(ge=0)
+    principal: Amount = Field(ge=0)
     annual_rate: float = Field(ge=0, lt=1)
-    accrual_start: dt.date
+    accrual_start: CalendarDate
     valuation: Literal["close", "avg_close"] = "close"
     valuation_window: int = Field(default=1, ge=1, le=260)
     cure_period_days: int = Field(default=3, ge=0, le=60)
@@ -123,7 +131,7 @@ class RiskSettings(_Strict):
 class Settings(_Strict):
     """Run-wide settings; every field has a default."""
 
-    source: str = "synthetic"
+    source: str = Field(default="synthetic", pattern=r"^(synthetic|yfinance|csv:.+)$")  # csv:DIR
     stale_after_sessions: int = Field(default=3, ge=0, le=60)
     lock_timeout_seconds: float = Field(default=60.0, ge=0)
     synthetic_seed: int = 20250911

@@ -25,7 +25,9 @@ def list_backups(warehouse: Path, directory: Path | None = None) -> list[Path]:
     return sorted(folder.glob(f"{warehouse.stem}-*.duckdb")) if folder.is_dir() else []
 
 
-def take_backup(warehouse: Path, keep: int, now: dt.datetime, directory: Path | None = None) -> Path:
+def take_backup(
+    warehouse: Path, keep: int, now: dt.datetime, directory: Path | None = None, timeout: float = 60.0
+) -> Path:
     """Copy the (closed, checkpointed) warehouse file to a new backup; keep the newest `keep`.
 
     The caller holds the run lock, so no run writes while the copy is made.
@@ -33,16 +35,23 @@ def take_backup(warehouse: Path, keep: int, now: dt.datetime, directory: Path | 
     if not warehouse.exists():
         raise InputError(f"{warehouse}: no warehouse to back up")
     folder = directory or backup_dir(warehouse)
-    folder.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute("CHECKPOINT")  # everything in the one file, nothing left in the WAL
-    for stale in folder.glob(f"{warehouse.stem}-*.partial"):
-        stale.unlink()  # left by a run killed while copying
     target = folder / f"{warehouse.stem}-{now:%Y%m%dT%H%M%S%fZ}.duckdb"
     partial = target.with_suffix(".partial")
-    shutil.copy2(warehouse, partial)
-    crash_point("backup:copying")
-    os.replace(partial, target)  # a backup is whole or absent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{warehouse.stem}-*.partial"):
+            stale.unlink()  # left by a run killed while copying
+        from warehouse.connection import _connect  # waits out a reader holding the file, like every writer
+
+        with _connect(warehouse, timeout) as con:
+            con.execute("CHECKPOINT")  # everything in the one file, nothing left in the WAL
+        shutil.copy2(warehouse, partial)
+        crash_point("backup:copying")
+        os.replace(partial, target)  # a backup is whole or absent
+    except (OSError, duckdb.IOException) as exc:
+        partial.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+        raise WarehouseError(f"{target}: backup failed, the warehouse itself is unaffected: {reason}") from None
     for old in list_backups(warehouse, folder)[:-keep] if keep > 0 else []:
         old.unlink()
     return target

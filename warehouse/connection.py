@@ -31,8 +31,11 @@ def lock_path(path: Path) -> Path:
 @contextmanager
 def run_lock(path: Path, timeout: float) -> Iterator[None]:
     """Hold the warehouse's run lock, waiting up to `timeout` seconds; WarehouseBusy after that."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only or full filesystem, or no permission: nothing was written
+        raise WarehouseError(f"{path}: cannot take the run lock {lock_path(path).name}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -89,8 +92,22 @@ def open_writer(path: Path, timeout: float = 60.0) -> Iterator[duckdb.DuckDBPyCo
     try:
         migrate(con, path)
         yield con
+    except (duckdb.IOException, duckdb.FatalException, duckdb.TransactionException) as exc:
+        if not _is_storage_failure(exc):
+            raise
+        raise WarehouseError(
+            f"{path}: cannot write to the warehouse, the transaction was rolled back: {_first_line(str(exc))}"
+        ) from None
     finally:
         con.close()
+
+
+def _is_storage_failure(exc: Exception) -> bool:
+    """Return whether a DuckDB error comes from the disk (full, read-only, failing) rather than the SQL."""
+    message = str(exc).lower()
+    return isinstance(exc, duckdb.IOException) or any(
+        sign in message for sign in ("could not write", "no space left", "read-only file system", "input/output error")
+    )
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         crash_point("load:before-commit")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
 
 
@@ -139,6 +140,12 @@ def _insert_new_alerts(
     )
     con.unregister("_alerts")
     con.unregister("_outbox")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a statement that failed on I/O may have ended it already."""
+    with contextlib.suppress(duckdb.Error):  # nothing open: the original error says what went wrong
+        con.execute("ROLLBACK")
 
 
 def _stamped(results: pl.DataFrame, run_id: str, at: dt.datetime) -> pl.DataFrame:
@@ -242,7 +249,7 @@ def record_dq_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, run
         _insert_run(con, run, run.status, run.error, now)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
 
 
@@ -298,7 +305,7 @@ def record_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, outbox: 
         _insert_new_alerts(con, alerts, outbox, run_id, dt.datetime.now(dt.UTC))
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
 
 

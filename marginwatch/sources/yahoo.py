@@ -141,7 +141,26 @@ class YahooSource:
             actions=True,
             timeout=self.timeout_seconds,
         )
+        _check_answered_symbol(symbol, ticker)
         return _to_bars(symbol, history)
+
+
+class _WrongSymbol(Exception):
+    """Yahoo answered a request for one symbol with another symbol's chart."""
+
+    def __init__(self, answered: str) -> None:
+        super().__init__(answered)
+        self.answered = answered
+
+
+def _check_answered_symbol(symbol: str, ticker: yf.Ticker) -> None:
+    """Raise _WrongSymbol unless the chart's own `meta.symbol` is the one asked for (case aside).
+
+    Another ticker's bars would otherwise be stored and valued as the pledged symbol's.
+    """
+    answered = ticker.get_history_metadata().get("symbol")  # read from the chart just fetched, no request
+    if answered and str(answered).upper() != symbol.upper():
+        raise _WrongSymbol(str(answered))
 
 
 def _default_cache_dir() -> Path:
@@ -176,6 +195,8 @@ def _diagnose(error: Exception | None, status: int | None, timeout: float, span:
         return f"Yahoo server error (HTTP {status})", True
     if isinstance(error, YFDataException) and "DOWN" in str(error):
         return "Yahoo Finance is down (maintenance page)", True
+    if isinstance(error, _WrongSymbol):
+        return f"Yahoo sent the chart of {error.answered} instead", False
     if isinstance(error, json.JSONDecodeError):
         return "invalid JSON from Yahoo (truncated or not JSON)", False
     # A hung network is not retried within a run: a blocked fetch must fail inside 30 s.

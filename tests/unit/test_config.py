@@ -120,3 +120,10 @@ def test_environment_prefers_flag_then_variable_then_default(tmp_path: Path, mon
     assert env.config_path == Path("/etc/other.toml") and env.warehouse_path == Path("/data/w.duckdb")
     env = resolve_environment(Path("flag.toml"), Path("flag.duckdb"))
     assert env.config_path == Path("flag.toml") and env.warehouse_path == Path("flag.duckdb")
+
+
+def test_the_book_accepts_exactly_the_exchange_calendars_span() -> None:
+    from marginwatch import calendar
+    from marginwatch.config import CALENDAR_SPAN
+
+    assert CALENDAR_SPAN == (calendar.FIRST_DAY, calendar.LAST_DAY)
