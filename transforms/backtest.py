@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import warnings
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,10 @@ def predict_falls(
     level = np.full(len(sessions), np.nan)
     index = {day: i for i, day in enumerate(sessions)}
     level[[index[d] for d in values["session_date"].to_list()]] = values["value"].to_numpy()
-    future_low = np.array([np.nanmin(level[i + 1 : i + 1 + horizon]) for i in range(len(sessions) - horizon)])
+    ahead = np.lib.stride_tricks.sliding_window_view(level[1:], horizon)  # row i: the sessions after i
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window before the listing
+        future_low = np.nanmin(ahead, axis=1)
     days = np.flatnonzero(np.isfinite(variance[0, : len(future_low)]) & np.isfinite(level[: len(future_low)]))
     sigma = np.sqrt(variance[0, days])
     limit = np.log1p(-fall) / sigma

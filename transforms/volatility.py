@@ -8,6 +8,7 @@ only, so a daily run and a backfill compute the same number, bit for bit.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,25 +25,21 @@ class ReturnGrid:
 
     def positions(self, loan_ids: pl.Series, days: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """Return the (row, column) of each (loan, day) pair."""
-        rows = {loan: i for i, loan in enumerate(self.loan_ids)}
-        cols = {day: j for j, day in enumerate(self.sessions)}
-        return (
-            np.array([rows[loan] for loan in loan_ids.to_list()], dtype=np.int64),
-            np.array([cols[day] for day in days.to_list()], dtype=np.int64),
-        )
+        return _index(loan_ids, self.loan_ids), _index(days, self.sessions)
+
+
+def _index(values: pl.Series, ordered: Sequence[object]) -> np.ndarray:
+    """Return each value's position in `ordered` (sorted, holding every value)."""
+    keys = pl.Series(ordered, dtype=values.dtype)
+    return keys.search_sorted(values).to_numpy().astype(np.int64)
 
 
 def return_grid(values: pl.DataFrame, sessions: list[dt.date]) -> ReturnGrid:
     """Return the log returns of `values` (loan_id, session_date, value) on the session grid."""
     loan_ids = sorted(values["loan_id"].unique().to_list())
     grid = np.full((len(loan_ids), len(sessions)), np.nan)
-    rows = {loan: i for i, loan in enumerate(loan_ids)}
-    cols = {day: j for j, day in enumerate(sessions)}
     known = values.filter(pl.col("session_date").is_in(sessions))
-    grid[
-        np.array([rows[x] for x in known["loan_id"].to_list()], dtype=np.int64),
-        np.array([cols[d] for d in known["session_date"].to_list()], dtype=np.int64),
-    ] = known["value"].to_numpy()
+    grid[_index(known["loan_id"], loan_ids), _index(known["session_date"], sessions)] = known["value"].to_numpy()
     returns = np.full_like(grid, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         returns[:, 1:] = np.log(grid[:, 1:] / grid[:, :-1])
@@ -85,11 +82,9 @@ def residual_pools(
     standardised: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return each (row, col)'s last `size` standardised returns, left-aligned, and how many are real."""
-    pools = np.zeros((len(rows), size))
-    sizes = np.zeros(len(rows), dtype=np.int64)
-    for i, (row, col) in enumerate(zip(rows, cols, strict=True)):
-        window = standardised[row, max(0, col - size + 1) : col + 1]
-        real = window[~np.isnan(window)]
-        pools[i, : real.size] = real
-        sizes[i] = real.size
-    return pools, sizes
+    offsets = cols[:, None] - size + 1 + np.arange(size)
+    windows = np.where(offsets >= 0, standardised[rows[:, None], np.maximum(offsets, 0)], np.nan)
+    real = ~np.isnan(windows)
+    order = np.argsort(~real, axis=1, kind="stable")  # real values first, in their order
+    pools = np.nan_to_num(np.take_along_axis(windows, order, axis=1))
+    return pools, real.sum(axis=1).astype(np.int64)
