@@ -22,10 +22,17 @@ style: $(UV)
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 
-.PHONY: bench reliability
+.PHONY: bench bench-book bench-fetch reliability
 bench: $(UV)
 	$(UV) run --locked python -m benchmarks.quality
 	$(UV) run --locked python -m benchmarks.risk
+
+# Book scale; sizes as options, e.g. make bench-book ARGS="--loans 1000 5000 10000 --symbols 2000 --sessions 2520"
+bench-book: $(UV)
+	$(UV) run --locked python -m benchmarks.book $(ARGS)
+
+bench-fetch: $(UV)
+	$(UV) run --locked python -m benchmarks.fetch $(ARGS)
 
 reliability: $(UV)
 	$(UV) run --locked pytest -m reliability

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from expectations.suites import SUITES, Check
+from expectations.suites import SUITES, Check, checked_columns
 
 log = logging.getLogger("marginwatch")
 
@@ -129,4 +129,66 @@ def _reasons(failures: list[tuple[int, str, bool]]) -> pl.DataFrame:
         frame.group_by("_row")
         .agg(reasons=pl.col("check").unique(maintain_order=True).str.join("; "), is_blocked=pl.col("blocking").any())
         .sort("_row")
+    )
+
+
+def merge_results(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Return one result row per suite and expectation from the results of a frame validated in parts.
+
+    An expectation succeeds when it succeeded on every part; counts add up; the observed value is
+    the first failing part's (or the first part's when none failed).
+    """
+    frames = [part for part in parts if part.height]
+    if len(frames) <= 1:
+        return frames[0] if frames else pl.DataFrame(schema=RESULT_SCHEMA)
+    keys = ["suite", "check_name", "expectation_type", "columns", "severity"]
+    return (
+        pl.concat(frames)
+        .with_columns(_order=pl.int_range(pl.len()).over(keys))
+        .sort(pl.col("success"), "_order")  # failing parts first
+        .group_by(keys, maintain_order=True)
+        .agg(
+            success=pl.col("success").all(),
+            observed_value=pl.col("observed_value").first(),
+            unexpected_count=pl.when(pl.col("unexpected_count").is_null().all())
+            .then(None)
+            .otherwise(pl.col("unexpected_count").sum()),
+            element_count=pl.when(pl.col("element_count").is_null().all())
+            .then(None)
+            .otherwise(pl.col("element_count").sum()),
+        )
+        .join(frames[0].select(keys).with_row_index("_position"), on=keys, how="left")
+        .sort("_position")
+        .select(list(RESULT_SCHEMA))
+        .cast(RESULT_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def validate_in_parts(suite: str, frame: pl.DataFrame, run_name: str, key: str, max_rows: int) -> SuiteOutcome:
+    """Validate `frame` a few keys at a time (every row of a key in one part), as one outcome.
+
+    GX's pandas engine holds a copy of what it checks and more; in parts of at most about
+    `max_rows` rows, a whole book's bars or LTV rows stay within bounded memory. Checks whose
+    scope is one key (uniqueness of key and date, gaps) see all of that key's rows.
+    """
+    columns = checked_columns(suite)
+    if frame.height <= max_rows:
+        return validate(suite, frame.select(columns), run_name)
+    indexed = frame.select(columns).with_row_index("_source_row")
+    sizes = indexed.group_by(key).len().sort(key)
+    part_of = sizes.with_columns(_part=(pl.col("len").cum_sum() - 1) // max_rows).select(key, "_part")
+    indexed = indexed.join(part_of, on=key, how="left", maintain_order="left")
+    outcomes = []
+    for _, part in indexed.group_by("_part", maintain_order=True):
+        outcome = validate(suite, part.drop("_source_row", "_part"), run_name)
+        rows = part.select("_source_row").with_row_index("_row")
+        reasons = outcome.row_reasons.join(rows, on="_row").select(
+            pl.col("_source_row").alias("_row"), "reasons", "is_blocked"
+        )
+        outcomes.append((outcome, reasons))
+    return SuiteOutcome(
+        suite,
+        merge_results([o.results for o, _ in outcomes]),
+        pl.concat([r for _, r in outcomes]).sort("_row").cast(REASON_SCHEMA),  # type: ignore[arg-type]
+        any(o.table_blocked for o, _ in outcomes),
     )

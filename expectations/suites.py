@@ -123,3 +123,14 @@ def ltv_checks() -> list[Check]:
 
 
 SUITES: dict[str, Callable[[], list[Check]]] = {BARS: bar_checks, FX_RATES: fx_checks, LOAN_LTV: ltv_checks}
+
+
+def checked_columns(suite: str) -> list[str]:
+    """Return the columns a suite's expectations read, in first-use order."""
+    names: list[str] = []
+    for check in SUITES[suite]():
+        for key in ("column", "column_A", "column_B"):
+            if key in check.kwargs:
+                names.append(check.kwargs[key])
+        names += check.kwargs.get("column_list", [])
+    return list(dict.fromkeys(names))

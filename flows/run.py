@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -14,9 +16,11 @@ from typing import Any
 import polars as pl
 from prefect.runtime import flow_run
 
+from expectations.gate import merge_results
 from flows import alerting, tasks
 from flows.plan import RunPlan
 from flows.sources import make_source
+from flows.tasks import as_is
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
 from marginwatch.config import Book, RiskSettings, Settings, channel_url, load_book
@@ -24,7 +28,7 @@ from marginwatch.errors import DataQualityError, MarginwatchError, UsageError
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
-from transforms.ltv import adjust_shares_for_splits
+from transforms.ltv import LTV_SCHEMA, adjust_shares_for_splits
 from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
@@ -33,6 +37,7 @@ from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_report
 
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
+SPILL_LOAN_DAYS = 2_000_000  # a run with more loan-days keeps its LTV rows on disk until they are published
 
 Planner = Callable[[dict[str, dt.date]], RunPlan]
 
@@ -85,8 +90,8 @@ def risk_history_sessions(book: Book) -> int:
 
 
 def _pair(symbol: str) -> str:
-    base, quote = fx_pair_expr(pl.lit(symbol))
-    return str(pl.select(base + quote).item())
+    base, counter = fx_pair_expr(pl.lit(symbol))
+    return str(pl.select(base + counter).item())
 
 
 def _held_back_loans(collateral: pl.DataFrame, loans: pl.DataFrame, symbols: list[str], pairs: list[str]) -> list[str]:
@@ -133,7 +138,7 @@ def execute(
         crash_point("run:committed")
         report = _write_report(warehouse, settings, summary.as_of_end, record.run_id) if flow_name == "daily" else None
         crash_point("run:reported")
-        deliveries = alerting.deliver_alerts(warehouse, timeout, book, report)
+        deliveries = alerting.deliver_alerts(warehouse, timeout, as_is(book), report)
         crash_point("run:delivered")
         if settings.backups_kept and flow_name == "daily":
             take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC), timeout=timeout)
@@ -181,69 +186,67 @@ def _pipeline(
         ]
     )
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
+    del fetched  # a whole book's bars: keep one copy, the labelled one
     history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
     verdict = tasks.validate_incoming(
         raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id, history[1]
     )
     crash_point("run:validated")
-    staged = tasks.stage_bars(verdict)
+    staged = tasks.stage_bars(as_is(verdict))
+    verdict = replace(verdict, stocks=verdict.stocks.clear(), fx=verdict.fx.clear())  # staged now: free the copies
     crash_point("run:staged")
     plan = _widen_for_revisions(plan, history, staged)
     record.as_of_start = plan.as_of_start
     held = _held_back_loans(collateral, loans, verdict.blocked_symbols, verdict.blocked_pairs)
     ready = loans.filter(~pl.col("loan_id").is_in(held))
     pledged = adjust_shares_for_splits(collateral, splits)
-    ltv = tasks.compute_ltv(
-        ready,
-        pledged,
-        history,
-        staged,
-        plan.as_of_start,
-        plan.as_of_end,
-        settings.stale_after_sessions,
-        settings.ltv_partition_loans,
-    ).with_columns(run_id=pl.lit(record.run_id))
-    ltv, ltv_results, bad_loans = tasks.validate_ltv(ltv, record.run_id)
-    published = [loan for loan in ready["loan_id"].to_list() if loan not in bad_loans]
-    crash_point("run:computed")
-    stress, risk = _assess_risk(book, warehouse, (stocks, pairs), staged, ready, pledged, ltv)
-    crash_point("run:risk")
-    held_back = {
-        "symbols": verdict.blocked_symbols,
-        "pairs": verdict.blocked_pairs,
-        "loans": sorted({*held, *bad_loans}),
-    }
-    prior = alerting.read_alert_state(warehouse, timeout, published, plan.as_of_start)
+    prior = alerting.read_alert_state(warehouse, timeout, as_is(ready["loan_id"].to_list()), plan.as_of_start)
     deliver_from = calendar.sessions_back(calendar.latest_completed_session(now), settings.alert_lookback_sessions)
-    reason = _held_text(held_back)
-    alerts, outbox = alerting.raise_alerts(
-        book, ltv, prior, plan.as_of_end, dict.fromkeys(held_back["loans"], reason), deliver_from
-    )
-    crash_point("run:alerts")
-    output = RunOutput(
-        raw,
-        staged[0],
-        staged[1],
-        ltv,
-        published,
-        verdict.quarantined,
-        pl.concat([verdict.results, ltv_results]),
-        alerts,
-        outbox,
-        stress,
-        risk,
-    )
-    record.counts = {
-        "bars_fetched": raw.height,
-        "prices_staged": staged[0].height,
-        "fx_staged": staged[1].height,
-        "ltv_rows": ltv.height,
-        "bars_quarantined": verdict.quarantined.height,
-        "alerts": alerts.height,
-    }
-    if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
-        record.status, record.error = "dq_failed", _held_text(held_back)
-    tasks.load_warehouse(warehouse, timeout, output, record)
+    _remove_stale_spills(warehouse)
+    with tempfile.TemporaryDirectory(dir=warehouse.parent, prefix=_spill_prefix(warehouse)) as spill:
+        markets = (stocks, pairs)
+        lending, bars = (ready, pledged), (history, staged)
+        found = _assess(book, warehouse, markets, lending, bars, plan, record, prior, deliver_from, Path(spill))
+        crash_point("run:risk")
+        held_back = {
+            "symbols": verdict.blocked_symbols,
+            "pairs": verdict.blocked_pairs,
+            "loans": sorted({*held, *found.bad_loans}),
+        }
+        notices, notice_outbox = alerting.raise_alerts(
+            as_is(book),
+            pl.DataFrame(schema=found.latest.schema),
+            prior,
+            plan.as_of_end,
+            dict.fromkeys(held_back["loans"], _held_text(held_back)),
+            deliver_from,
+        )
+        alerts = pl.concat([*found.alerts, notices])
+        crash_point("run:alerts")
+        output = RunOutput(
+            raw,
+            staged[0],
+            staged[1],
+            found.files if found.spilled else pl.concat(found.ltv),
+            found.published,
+            verdict.quarantined,
+            pl.concat([verdict.results, merge_results(found.results)]),
+            alerts,
+            pl.concat([*found.outbox, notice_outbox]),
+            _concat_or_none(found.stress),
+            _concat_or_none(found.risk),
+        )
+        record.counts = {
+            "bars_fetched": raw.height,
+            "prices_staged": staged[0].height,
+            "fx_staged": staged[1].height,
+            "ltv_rows": found.rows,
+            "bars_quarantined": verdict.quarantined.height,
+            "alerts": alerts.height,
+        }
+        if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
+            record.status, record.error = "dq_failed", _held_text(held_back)
+        tasks.load_warehouse(warehouse, timeout, as_is(output), record)
     docs = _data_docs(warehouse, settings.data_docs_dir)
     return RunSummary(
         record.run_id,
@@ -252,36 +255,131 @@ def _pipeline(
         plan.as_of_start,
         plan.as_of_end,
         record.counts,
-        ltv,
+        found.latest if found.spilled else pl.concat(found.ltv),
         output.dq_results,
         docs,
         held_back if record.status == "dq_failed" else {},
         alerts,
         deliver_from=deliver_from,
-        risk=risk,
+        risk=output.risk,
     )
+
+
+@dataclass
+class _Assessment:
+    """What the partitions of a run's loans yield, gathered partition by partition."""
+
+    ltv: list[pl.DataFrame] = field(default_factory=list)  # accepted rows of a small run, partition by partition
+    files: list[Path] = field(default_factory=list)  # those of a large run, set aside in Parquet
+    latest: pl.DataFrame = field(default_factory=pl.DataFrame)  # accepted rows of the last as-of date
+    results: list[pl.DataFrame] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    bad_loans: list[str] = field(default_factory=list)
+    alerts: list[pl.DataFrame] = field(default_factory=list)
+    outbox: list[pl.DataFrame] = field(default_factory=list)
+    stress: list[pl.DataFrame] = field(default_factory=list)
+    risk: list[pl.DataFrame] = field(default_factory=list)
+    rows: int = 0
+    spilled: bool = False
+
+
+def _assess(
+    book: Book,
+    warehouse: Path,
+    markets: tuple[list[str], list[str]],
+    lending: tuple[pl.DataFrame, pl.DataFrame],
+    bars: tuple[tuple[pl.DataFrame, pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]],
+    plan: RunPlan,
+    record: RunRecord,
+    prior: pl.DataFrame,
+    deliver_from: dt.date,
+    spill: Path,
+) -> _Assessment:
+    """Compute, check, assess and alert the loans partition by partition, keeping memory bounded.
+
+    A large run (a backfill of a whole book) writes each partition's accepted LTV rows to Parquet
+    in `spill`, which the publishing transaction reads; a small one keeps them in memory.
+    """
+    settings = book.settings
+    loans, pledged = lending
+    history, staged = bars
+    sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end))
+    size = tasks.partition_size(sessions, settings.ltv_partition_loans)
+    found = _Assessment(spilled=loans.height * sessions > SPILL_LOAN_DAYS)
+    risk_history = _risk_history(book, warehouse, markets, plan)
+    run_id = pl.lit(record.run_id)
+    latest = []
+    partitions = tasks.compute_ltv(loans, pledged, history, staged, plan, settings.stale_after_sessions, size)
+    for index, (loan_ids, computed) in enumerate(partitions):
+        ltv, results, bad = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
+        part = loans.filter(pl.col("loan_id").is_in(loan_ids))
+        found.results.append(results)
+        found.bad_loans += bad
+        found.published += [loan for loan in loan_ids if loan not in bad]
+        found.rows += ltv.height
+        latest.append(ltv.filter(pl.col("as_of_date") == plan.as_of_end))
+        if risk_history is not None and ltv.height:
+            stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
+            found.stress.append(stress)
+            found.risk.append(risk)
+        alerts, outbox = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+        found.alerts.append(alerts)
+        found.outbox.append(outbox)
+        if found.spilled:
+            path = spill / f"ltv-{index:05d}.parquet"
+            ltv.write_parquet(path, compression="lz4", statistics=False)
+            found.files.append(path)
+        else:
+            found.ltv.append(ltv)
+    crash_point("run:computed")
+    found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
+    return found
+
+
+def _concat_or_none(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
+    return pl.concat(frames) if frames else None
+
+
+def _spill_prefix(warehouse: Path) -> str:
+    return f".{warehouse.name}.spill-"
+
+
+def _remove_stale_spills(warehouse: Path) -> None:
+    """Remove spill folders a killed run left behind (the run lock is held: no run is using one)."""
+    for stale in warehouse.parent.glob(f"{_spill_prefix(warehouse)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _risk_history(
+    book: Book, warehouse: Path, markets: tuple[list[str], list[str]], plan: RunPlan
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """Return the staged history the run's risk figures look back on, or None with risk turned off."""
+    settings = book.settings
+    if not settings.risk.enabled:
+        return None
+    since = calendar.sessions_back(plan.as_of_start, risk_model(settings.risk).lookback_sessions)
+    return tasks.read_history(warehouse, settings.lock_timeout_seconds, *markets, since, plan.as_of_end)
 
 
 def _assess_risk(
     book: Book,
-    warehouse: Path,
-    markets: tuple[list[str], list[str]],
+    history: tuple[pl.DataFrame, pl.DataFrame],
     staged: tuple[pl.DataFrame, pl.DataFrame],
     loans: pl.DataFrame,
     pledged: pl.DataFrame,
     ltv: pl.DataFrame,
-) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
-    """Return the stress and risk rows of the published LTV rows, or (None, None) with risk turned off."""
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the stress and risk rows of a partition's published LTV rows."""
     settings = book.settings
-    if not settings.risk.enabled or not ltv.height:
-        return None, None
-    model = risk_model(settings.risk)
-    first: dt.date = ltv["as_of_date"].min()  # type: ignore[assignment]
-    last: dt.date = ltv["as_of_date"].max()  # type: ignore[assignment]
-    since = calendar.sessions_back(first, model.lookback_sessions)
-    history = tasks.read_history(warehouse, settings.lock_timeout_seconds, *markets, since, last)
     stress, risk = tasks.compute_risk(
-        loans, pledged, history, staged, ltv, model, list(settings.risk.price_shocks), list(settings.risk.fx_shocks)
+        loans,
+        pledged.filter(pl.col("loan_id").is_in(loans["loan_id"].implode())),
+        history,
+        staged,
+        ltv,
+        risk_model(settings.risk),
+        list(settings.risk.price_shocks),
+        list(settings.risk.fx_shocks),
     )
     run_id = pl.lit(ltv["run_id"][0])
     return stress.with_columns(run_id=run_id), risk.with_columns(run_id=run_id)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
+from flows.plan import RunPlan
 from flows.progress import report
 from marginwatch import calendar
 from marginwatch.errors import SourceUnavailable
@@ -38,6 +41,15 @@ from warehouse.load import (
 )
 
 
+def as_is(value: T) -> T:
+    """Mark a task argument for Prefect to pass through untouched.
+
+    Prefect walks every argument looking for futures to wait on; through a 10,000-loan book that
+    walk alone costs seconds per task. Our arguments never hold futures.
+    """
+    return cast(T, quote(value))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the incoming-data gate let through, held back and found."""
@@ -60,24 +72,33 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: computed, checked and set aside one after another
+WAVE = 2  # partitions computed at once on the task runner
+T = TypeVar("T")
+GATE_ROWS = 1_000_000  # rows GX checks at once: a whole book's bars go through the gate in parts
+FETCH_BATCH = 100  # symbols per fetch task: a 2,000-symbol book is 20 tasks, not 2,000
+
+
 @task(
-    name="fetch-symbol",
+    name="fetch-batch",
     retries=2,
     retry_delay_seconds=[2, 5],
     retry_condition_fn=_retry_when_transient,
     cache_policy=NO_CACHE,
 )
-def fetch_symbol(source: MarketSource, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Return one symbol's bars in [start, end] (grain: session date)."""
-    return source.fetch_bars([symbol], start, end)
+def fetch_batch(source: MarketSource, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Return one batch of symbols' bars in [start, end] (grain: symbol x session date)."""
+    return source.fetch_bars(symbols, start, end)
 
 
 def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Return every symbol's bars, one task per symbol on the flow's task runner (grain: symbol x date)."""
-    futures = fetch_symbol.map(unmapped(source), symbols, unmapped(start), unmapped(end))
-    frames = []
-    for done, future in enumerate(futures, start=1):
+    """Return every symbol's bars, one task per batch of symbols on the flow's task runner (grain: symbol x date)."""
+    batches = [symbols[i : i + FETCH_BATCH] for i in range(0, len(symbols), FETCH_BATCH)]
+    futures = fetch_batch.map(unmapped(source), batches, unmapped(start), unmapped(end))
+    frames, done = [], 0
+    for batch, future in zip(batches, futures, strict=True):
         frames.append(future.result())
+        done += len(batch)
         report("fetch", done, len(symbols))
     return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_BAR_SCHEMA)
 
@@ -120,7 +141,7 @@ def validate_incoming(
     fx_history: pl.DataFrame | None = None,
 ) -> Verdict:
     """Run the bar and FX suites on the incoming batch and split it into accepted and quarantined."""
-    from expectations.gate import validate
+    from expectations.gate import validate_in_parts
     from expectations.suites import BARS, FX_RATES
 
     is_fx = pl.col("symbol").str.ends_with("=X")
@@ -129,8 +150,8 @@ def validate_incoming(
     checked_stocks = add_bar_checks(stocks, previous_bars(history, stocks), sessions, expected_newest, move_bound)
     base, quote = fx_pair_expr(pl.col("symbol"))
     checked_fx = add_fx_checks(fx.with_columns(pair=base + quote, rate=pl.col("close")), fx_history)
-    bar_outcome = validate(BARS, checked_stocks, run_id)
-    fx_outcome = validate(FX_RATES, checked_fx, run_id)
+    bar_outcome = validate_in_parts(BARS, checked_stocks, run_id, "symbol", GATE_ROWS)
+    fx_outcome = validate_in_parts(FX_RATES, checked_fx, run_id, "pair", GATE_ROWS)
     stocks_ok, stocks_held, blocked_symbols = apply_verdict(checked_stocks, bar_outcome.row_reasons, "symbol")
     fx_ok, fx_held, blocked_pairs = apply_verdict(checked_fx, fx_outcome.row_reasons, "pair")
     if bar_outcome.table_blocked:
@@ -192,28 +213,44 @@ def compute_ltv_partition(
     ).collect()
 
 
+def partition_size(sessions: int, most_loans: int) -> int:
+    """Return how many loans one LTV partition takes: about PARTITION_LOAN_DAYS loan-days, at most `most_loans`."""
+    return max(1, min(most_loans, PARTITION_LOAN_DAYS // max(sessions, 1)))
+
+
 def compute_ltv(
     loans: pl.DataFrame,
     collateral: pl.DataFrame,
     history: tuple[pl.DataFrame, pl.DataFrame],
     staged: tuple[pl.DataFrame, pl.DataFrame],
-    as_of_start: dt.date,
-    as_of_end: dt.date,
+    plan: RunPlan,
     stale_after: int,
-    partition_loans: int = 2000,
-) -> pl.DataFrame:
-    """Return LTV rows for every loan and session, one task per partition of loans (grain: loan x date)."""
+    partition_loans: int,
+) -> Iterator[tuple[list[str], pl.DataFrame]]:
+    """Yield (loan ids, LTV rows) per partition of loans, computed a wave of tasks at a time (grain: loan x date).
+
+    Waves of WAVE partitions run on the flow's task runner; the caller checks and sets aside each
+    partition before the next wave starts, so memory holds a few partitions, not the whole book.
+    """
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
     fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
     parts = [loans.slice(i, partition_loans) for i in range(0, max(loans.height, 1), partition_loans)]
-    lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in parts]
-    quotes = [prices.filter(pl.col("symbol").is_in(line["symbol"].unique().implode())) for line in lines]
-    futures = compute_ltv_partition.map(
-        parts, lines, quotes, unmapped(fx_rates), unmapped(as_of_start), unmapped(as_of_end), unmapped(stale_after)
-    )
-    ltv = pl.concat([future.result() for future in futures]).sort("loan_id", "as_of_date")
-    report("compute", 1, 1)
-    return ltv
+    for first in range(0, len(parts), WAVE):
+        wave = parts[first : first + WAVE]
+        lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
+        quotes = [prices.filter(pl.col("symbol").is_in(line["symbol"].unique().implode())) for line in lines]
+        futures = compute_ltv_partition.map(
+            wave,
+            lines,
+            quotes,
+            unmapped(fx_rates),
+            unmapped(plan.as_of_start),
+            unmapped(plan.as_of_end),
+            unmapped(stale_after),
+        )
+        for part, future in zip(wave, futures, strict=True):
+            yield part["loan_id"].to_list(), future.result()
+        report("compute", min(first + WAVE, len(parts)), len(parts))
 
 
 @task(name="compute-risk", cache_policy=NO_CACHE)
@@ -248,10 +285,10 @@ def compute_risk(
 @task(name="validate-ltv", cache_policy=NO_CACHE)
 def validate_ltv(ltv: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Run the LTV suite; return (rows of loans that passed, results, loans held back)."""
-    from expectations.gate import validate
+    from expectations.gate import validate_in_parts
     from expectations.suites import LOAN_LTV
 
-    outcome = validate(LOAN_LTV, add_ltv_checks(ltv), run_id)
+    outcome = validate_in_parts(LOAN_LTV, add_ltv_checks(ltv), run_id, "loan_id", GATE_ROWS)
     accepted, _, blocked = apply_verdict(ltv, outcome.row_reasons, "loan_id")
     if outcome.table_blocked:
         blocked = sorted(ltv["loan_id"].unique().to_list())

@@ -118,23 +118,17 @@ def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFram
     ).drop("close")
 
 
-def add_session_lag(frame: pl.LazyFrame, sessions: pl.LazyFrame, date_col: str, lag_col: str) -> pl.LazyFrame:
-    """Return `frame` with the number of sessions from `date_col` up to `as_of_date`."""
-    index = sessions.select(pl.col("session_date"), pl.int_range(pl.len(), dtype=pl.Int32).alias("_idx"))
-    as_of_index = index.rename({"session_date": "as_of_date", "_idx": "_as_of_idx"})
-    dated = frame.with_row_index("_row").sort(date_col)
-    dated = dated.join_asof(
-        index.rename({"session_date": "_session"}),
-        left_on=date_col,
-        right_on="_session",
-        strategy="backward",
-    )
-    return (
-        dated.join(as_of_index, on="as_of_date", how="left")
-        .with_columns((pl.col("_as_of_idx") - pl.col("_idx")).cast(pl.Int32).alias(lag_col))
-        .sort("_row")
-        .drop("_row", "_session", "_idx", "_as_of_idx")
-    )
+def add_session_lag(frame: pl.LazyFrame, sessions: pl.Series, date_col: str, lag_col: str) -> pl.LazyFrame:
+    """Return `frame` with the number of sessions from `date_col` up to `as_of_date`.
+
+    `sessions` is the sorted session calendar; a date off it counts from the session before it,
+    and a date before the calendar (or none) has no lag. A sorted search, not a join: no row moves.
+    """
+    calendar = pl.lit(sessions.rename("_calendar"))
+    position = calendar.search_sorted(pl.col(date_col), side="right").cast(pl.Int32) - 1
+    as_of = calendar.search_sorted(pl.col("as_of_date"), side="right").cast(pl.Int32) - 1
+    lag = pl.when(pl.col(date_col).is_not_null() & (position >= 0)).then(as_of - position)
+    return frame.with_columns(lag.cast(pl.Int32).alias(lag_col))
 
 
 def value_collateral_lines(
@@ -155,7 +149,7 @@ def value_collateral_lines(
             .otherwise(None)
         )
         .join(as_of_dates, how="cross")
-        .sort("as_of_date")
+        .sort("as_of_date", maintain_order=True)
     )
     priced = lines.join_asof(
         windowed.rename({"session_date": "price_date"}).sort("price_date"),
@@ -179,15 +173,24 @@ def value_collateral_lines(
     ).with_columns(line_value=pl.col("unit_value") * pl.col("price"))
 
 
-def aggregate_collateral(lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_after: int) -> pl.LazyFrame:
-    """Return collateral value per loan and as-of date, dropping dates a line has no price for."""
+def aggregate_collateral(
+    lines: pl.LazyFrame, sessions: pl.Series, stale_after: int, sources: list[str] | None = None
+) -> pl.LazyFrame:
+    """Return collateral value per loan and as-of date, dropping dates a line has no price for.
+
+    `sources`, when given, are all the sources the lines' prices can come from: with one, every
+    row names it without the costly per-group join of distinct names.
+    """
+    source = pl.lit(sources[0]) if sources and len(sources) == 1 else pl.col("source").unique().sort().str.join("+")
     lagged = add_session_lag(lines, sessions, "price_date", "_price_lag")
     lagged = add_session_lag(lagged, sessions, "fx_date", "_fx_lag")
     single = pl.len() == 1
     return (
         lagged.group_by("loan_id", "as_of_date")
         .agg(
-            collateral_value=pl.col("line_value").sum(),
+            # Summed in the book's line order, whatever threads and chunks the group-by uses, so a
+            # loan's value is the same to the last bit in a daily run and in a backfill.
+            collateral_value=pl.col("line_value").implode().list.sum(),
             _unpriced=pl.col("line_value").is_null().sum(),
             price_date=pl.col("price_date").min(),
             fx_date=pl.col("fx_date").min(),
@@ -196,7 +199,7 @@ def aggregate_collateral(lines: pl.LazyFrame, sessions: pl.LazyFrame, stale_afte
             fx=pl.when(single).then(pl.col("fx").first()),
             _unit_value=pl.when(single).then(pl.col("unit_value").first()),
             _share_value=pl.when(single).then((pl.col("line_value") / pl.col("shares")).first()),
-            source=pl.col("source").unique().sort().str.join("+"),
+            source=source,
             is_unconfirmed=pl.col("is_unconfirmed").fill_null(False).any(),
         )
         .filter(pl.col("_unpriced") == 0)
@@ -216,7 +219,9 @@ def compute_loan_ltv(
 ) -> pl.LazyFrame:
     """Return LTV, level, trigger prices and cure amounts (grain: loan x as-of date)."""
     lines = value_collateral_lines(loans, collateral, as_of_dates, prices, fx_rates)
-    valued = aggregate_collateral(lines, sessions, stale_after).join(loans, on="loan_id")
+    calendar = sessions.select("session_date").collect().to_series()
+    sources = prices.select(pl.col("source").drop_nulls().unique()).collect().to_series().to_list()
+    valued = aggregate_collateral(lines, calendar, stale_after, sources).join(loans, on="loan_id")
     days = (pl.col("as_of_date") - pl.col("accrual_start")).dt.total_days().clip(lower_bound=0)
     # Times the constant 1/360, not divided by 360: Polars divides a column by a scalar through its
     # reciprocal on longer columns only, so a one-day run and a backfill would round differently.

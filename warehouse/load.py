@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,7 +23,7 @@ class RunOutput:
     raw: pl.DataFrame  # every bar fetched
     prices: pl.DataFrame  # accepted staging rows
     fx_rates: pl.DataFrame
-    ltv: pl.DataFrame  # rows of the loans whose partition this run replaces
+    ltv: pl.DataFrame | list[Path]  # rows of the loans whose partition this run replaces, or their Parquet files
     ltv_loan_ids: list[str]
     quarantined: pl.DataFrame  # raw bars held back, with `reasons`
     dq_results: pl.DataFrame  # one row per expectation and suite
@@ -159,7 +160,13 @@ def record_run_outcome(con: duckdb.DuckDBPyConnection, run: RunRecord, status: s
     con.execute("COMMIT")
 
 
-def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | list[Path]) -> None:
+    if isinstance(frame, list):  # a large run's rows, set aside in Parquet files partition by partition
+        if frame:
+            con.execute(
+                f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet($files)", {"files": [str(f) for f in frame]}
+            )
+        return
     if frame.height:
         con.register("_incoming", frame.to_arrow())
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
@@ -179,7 +186,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key
 def _replace_partition(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    rows: pl.DataFrame,
+    rows: pl.DataFrame | list[Path],
     loan_ids: list[str],
     start: dt.date | None,
     end: dt.date | None,

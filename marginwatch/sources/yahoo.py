@@ -6,13 +6,17 @@ import datetime as dt
 import json
 import logging
 import os
+import random
 import socket
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import polars as pl
@@ -62,6 +66,38 @@ class _StatusRecorder:
         return getattr(self._data, name)
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How a rate-limited (HTTP 429) symbol is retried within its deadline.
+
+    At most `attempts` requests; the waits between them double from `first_seconds` up to
+    `cap_seconds`, each shortened at random by up to `jitter` of itself so that symbols
+    limited together do not retry together.
+    """
+
+    attempts: int = 4
+    first_seconds: float = 1.0
+    cap_seconds: float = 8.0
+    jitter: float = 0.5
+
+    def delay(self, retry: int) -> float:
+        """Return the seconds to wait before retry number `retry` (0 for the first)."""
+        return min(self.cap_seconds, self.first_seconds * 2**retry) * (1 - self.jitter * random.random())
+
+
+class _Attempt(NamedTuple):
+    """One request for a symbol: the bars, or the error, and the last HTTP status seen."""
+
+    bars: pl.DataFrame | None
+    error: Exception | None
+    status: int | None
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether Yahoo answered with its rate limit (HTTP 429)."""
+        return isinstance(self.error, YFRateLimitError) or self.status == 429
+
+
 class YahooSource:
     """Daily bars for stocks and Yahoo FX symbols (`JPY=X`) from Yahoo's chart API."""
 
@@ -72,12 +108,26 @@ class YahooSource:
         timeout_seconds: float = 10,
         deadline_seconds: float = 20,
         cache_dir: Path | None = None,
+        max_workers: int = 8,
+        backoff: Backoff | None = None,
     ) -> None:
-        # timeout_seconds bounds each HTTP request, deadline_seconds each symbol's fetch.
+        # timeout_seconds bounds each HTTP request, deadline_seconds each symbol's fetch
+        # (backoff included); max_workers bounds the symbols fetched at once by this source,
+        # across concurrent fetch_bars calls (per process once pickled to a worker).
         self.timeout_seconds = timeout_seconds
         self.deadline_seconds = deadline_seconds
         self.cache_dir = Path(cache_dir) if cache_dir else _default_cache_dir()
+        self.max_workers = max_workers
+        self.backoff = backoff or Backoff()
+        self._slots = threading.BoundedSemaphore(max_workers)
         self._configure()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the slots: a process that unpickles the source gets its own."""
+        return {name: value for name, value in self.__dict__.items() if name != "_slots"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _slots=threading.BoundedSemaphore(state["max_workers"]))
 
     def _configure(self) -> None:
         """Set yfinance's process-wide options (again in a worker process that unpickled us)."""
@@ -89,41 +139,86 @@ class YahooSource:
         yf.set_tz_cache_location(str(self.cache_dir))
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Return RAW_BAR_SCHEMA bars with session dates in [start, end], sorted."""
+        """Return RAW_BAR_SCHEMA bars with session dates in [start, end], sorted.
+
+        Symbols start in the order given, `max_workers` at a time. Once one fails, those after
+        it that have not started are skipped and, when the others end, the first failing symbol
+        in the order given is raised: the one a one-at-a-time fetch would have raised.
+        """
         self._configure()
-        frames = [self._fetch(symbol, start, end) for symbol in dict.fromkeys(symbols)]
+        unique = list(dict.fromkeys(symbols))
+        if not unique:
+            return empty_bars()
+        failed: list[int] = []  # positions in `unique` of the symbols that failed so far
+        with ThreadPoolExecutor(min(self.max_workers, len(unique)), thread_name_prefix="yfinance") as pool:
+            futures = [
+                pool.submit(self._fetch_unless_failed, symbol, start, end, position, failed)
+                for position, symbol in enumerate(unique)
+            ]
+        # A symbol is skipped only after one before it failed, whose error is raised first here.
+        frames = [future.result() for future in futures]
         return pl.concat([empty_bars(), *frames]).sort("symbol", "session_date")
+
+    def _fetch_unless_failed(
+        self, symbol: str, start: dt.date, end: dt.date, position: int, failed: list[int]
+    ) -> pl.DataFrame:
+        """Fetch one symbol in one of the source's `max_workers` slots, unless one before it failed."""
+        with self._slots:
+            if failed and position > min(failed):
+                raise _Skipped(symbol)
+            try:
+                return self._fetch(symbol, start, end)
+            except Exception:
+                failed.append(position)
+                raise
 
     def _fetch(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Fetch one symbol within the deadline, translating every failure."""
-        recorder = _StatusRecorder(None)
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["bars"] = self._history(symbol, start, end, recorder)
-            except Exception as exc:
-                outcome["error"] = exc
+        give_up_at = time.monotonic() + self.deadline_seconds
+        outcome: list[_Attempt] = []
 
         # yfinance's cookie/crumb requests use their own 30 s timeouts; only a thread we
         # can walk away from bounds the total. Daemon, so it never delays process exit.
-        worker = threading.Thread(target=work, name=f"yfinance-{symbol}", daemon=True)
+        worker = threading.Thread(
+            target=lambda: outcome.append(self._with_backoff(symbol, start, end, give_up_at)),
+            name=f"yfinance-{symbol}",
+            daemon=True,
+        )
         worker.start()
         worker.join(self.deadline_seconds)
         if worker.is_alive():
             cause = f"timed out after {self.deadline_seconds:g}s"
             raise SourceUnavailable(symbol, cause, transient=False)
         span = f"{start}..{end}"
-        error = outcome.get("error")
-        if error is not None:
+        bars, error, status = outcome[0]
+        if bars is None:
             log.debug("yfinance failed for %s: %r", symbol, error)
-            cause, transient = _diagnose(error, recorder.status, self.timeout_seconds, span)
+            cause, transient = _diagnose(error, status, self.timeout_seconds, span)
             raise SourceUnavailable(symbol, cause, transient=transient)
-        bars = outcome["bars"].filter(pl.col("session_date").is_between(start, end))
+        bars = bars.filter(pl.col("session_date").is_between(start, end))
         if bars.is_empty():
-            cause, transient = _diagnose(None, recorder.status, self.timeout_seconds, span)
+            cause, transient = _diagnose(None, status, self.timeout_seconds, span)
             raise SourceUnavailable(symbol, cause, transient=transient)
         return bars
+
+    def _with_backoff(self, symbol: str, start: dt.date, end: dt.date, give_up_at: float) -> _Attempt:
+        """Request the symbol, again after a backoff wait while Yahoo rate-limits and time allows."""
+        for retry in range(self.backoff.attempts - 1):
+            attempt = self._attempt(symbol, start, end)
+            delay = self.backoff.delay(retry)
+            if not attempt.rate_limited or time.monotonic() + delay >= give_up_at:
+                return attempt
+            log.debug("Yahoo rate-limited %s; retrying in %.2fs", symbol, delay)
+            time.sleep(delay)
+        return self._attempt(symbol, start, end)
+
+    def _attempt(self, symbol: str, start: dt.date, end: dt.date) -> _Attempt:
+        """Request the symbol once, capturing any failure."""
+        recorder = _StatusRecorder(None)
+        try:
+            return _Attempt(self._history(symbol, start, end, recorder), None, recorder.status)
+        except Exception as exc:
+            return _Attempt(None, exc, recorder.status)
 
     def _history(self, symbol: str, start: dt.date, end: dt.date, recorder: _StatusRecorder) -> pl.DataFrame:
         """Run yfinance's own download and parsing for one symbol."""
@@ -143,6 +238,10 @@ class YahooSource:
         )
         _check_answered_symbol(symbol, ticker)
         return _to_bars(symbol, history)
+
+
+class _Skipped(Exception):
+    """A symbol left unfetched because one before it failed; fetch_bars raises that one instead."""
 
 
 class _WrongSymbol(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from expectations.gate import REASON_SCHEMA, SuiteOutcome, validate
+from expectations.gate import REASON_SCHEMA, SuiteOutcome, validate, validate_in_parts
 from expectations.suites import BARS, FX_RATES, LOAN_LTV, Check, bar_checks, fx_checks, ltv_checks
 from marginwatch import calendar
 from marginwatch.sources.base import RAW_BAR_SCHEMA
@@ -547,3 +547,16 @@ def test_fx_gap_between_the_warehouse_and_the_batch_is_seen() -> None:
     assert checked["weekdays_since_previous"].to_list() == [2, 1]
     assert add_fx_checks(batch)["weekdays_since_previous"].to_list() == [None, 1]
     assert checked.height == 2 and checked["session_date"].to_list() == batch["session_date"].to_list()
+
+
+def test_validating_in_parts_gives_the_whole_frames_results_and_failing_rows() -> None:
+    # Two failures on different loans, one a duplicated key: parts of at most 2 rows hold one loan each.
+    broken = append_copy(set_cell(good_ltv(), 1, ltv=0.9), 3)  # L1 status contradicts LTV; L2 twice on a date
+    checked = add_ltv_checks(broken)
+    whole = validate(LOAN_LTV, checked, "test-whole")
+    parts = validate_in_parts(LOAN_LTV, checked, "test-parts", "loan_id", max_rows=2)
+    assert parts.row_reasons.to_dicts() == whole.row_reasons.to_dicts()
+    assert sorted(parts.row_reasons["_row"].to_list()) == [1, 3, 5]
+    compared = ["check_name", "success", "unexpected_count", "element_count"]
+    assert parts.results.select(compared).to_dicts() == whole.results.select(compared).to_dicts()
+    assert parts.table_blocked == whole.table_blocked

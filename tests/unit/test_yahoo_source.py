@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import socket
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -17,10 +21,11 @@ from yfinance.exceptions import YFRateLimitError
 
 from marginwatch.errors import SourceUnavailable
 from marginwatch.sources.base import RAW_BAR_SCHEMA
-from marginwatch.sources.yahoo import YahooSource
+from marginwatch.sources.yahoo import Backoff, YahooSource
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "yahoo"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+FAST = Backoff(first_seconds=0.001, cap_seconds=0.004)  # the real waits, a thousandth as long
 
 
 class FakeResponse:
@@ -35,32 +40,52 @@ class FakeResponse:
         return json.loads(self.text)
 
 
+Answer = tuple[float, FakeResponse | Exception]
+
+
 class FakeYahoo:
-    """Answers YfData.get per symbol (taken from the URL) and records each call."""
+    """Answers YfData.get per symbol (taken from the URL), records each call and the most requests at once."""
 
     def __init__(self) -> None:
-        self.answers: dict[str, tuple[float, FakeResponse | Exception]] = {}
+        self.answers: dict[str, list[Answer]] = {}
         self.calls: list[tuple[str, dict, float]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
 
-    def serve(self, symbol: str, fixture: str, status: int = 200) -> None:
-        text = (FIXTURES / fixture).read_text()
-        self.answers[symbol] = (0.0, FakeResponse(text, status))
+    def serve(self, symbol: str, fixture: str, status: int = 200, delay: float = 0.0) -> None:
+        self.reply(symbol, (FIXTURES / fixture).read_text(), status, delay)
 
     def reply(self, symbol: str, text: str, status: int, delay: float = 0.0) -> None:
-        self.answers[symbol] = (delay, FakeResponse(text, status))
+        self.answers[symbol] = [(delay, FakeResponse(text, status))]
 
     def fail(self, symbol: str, error: Exception, delay: float = 0.0) -> None:
-        self.answers[symbol] = (delay, error)
+        self.answers[symbol] = [(delay, error)]
+
+    def first(self, symbol: str, *answers: Answer) -> None:
+        """Give these answers to the symbol's first requests, then the one set before."""
+        self.answers[symbol][:0] = answers
 
     def get(self, url: str, params: dict | None, timeout: float) -> FakeResponse:
         # The tz lookup (range=1d) would get the same payload, hence the same meta.
         symbol = url.rsplit("/", 1)[-1]
-        self.calls.append((symbol, dict(params or {}), timeout))
-        delay, answer = self.answers[symbol]
-        time.sleep(delay)
+        with self._lock:
+            self.calls.append((symbol, dict(params or {}), timeout))
+            queued = self.answers[symbol]
+            delay, answer = queued.pop(0) if len(queued) > 1 else queued[0]
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(delay)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def requests(self, symbol: str) -> int:
+        return sum(call[0] == symbol for call in self.calls)
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +115,7 @@ def yahoo(monkeypatch: pytest.MonkeyPatch) -> FakeYahoo:
 
 @pytest.fixture
 def source(tmp_path: Path) -> YahooSource:
-    return YahooSource(cache_dir=tmp_path)
+    return YahooSource(cache_dir=tmp_path, backoff=FAST)
 
 
 def d(text: str) -> dt.date:
@@ -195,7 +220,7 @@ def test_many_symbols_concatenated_and_sorted(yahoo: FakeYahoo, source: YahooSou
     assert bars["symbol"].to_list() == ["ARM"] * 5 + ["JPY=X"] * 5
     assert bars["session_date"][0] == d("2026-01-05")
     assert bars["session_date"][5] == d("2025-07-07")
-    assert [call[0] for call in yahoo.calls] == ["JPY=X", "ARM"]
+    assert Counter(call[0] for call in yahoo.calls) == {"JPY=X": 1, "ARM": 1}
 
 
 def test_no_symbols_gives_empty_frame(source: YahooSource) -> None:
@@ -323,7 +348,8 @@ def test_no_bars_within_range(yahoo: FakeYahoo, source: YahooSource) -> None:
     assert raised.value.cause == "no bars returned for 2026-01-10..2026-01-11"
 
 
-def test_failing_symbol_is_named_and_stops_the_fetch(yahoo: FakeYahoo, source: YahooSource) -> None:
+def test_failing_symbol_is_named_and_stops_the_fetch(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    source = YahooSource(cache_dir=tmp_path, max_workers=1)
     yahoo.serve("ARM", "arm_daily.json")
     yahoo.fail("JPY=X", curl_exc.DNSError(DNS, 6))
     yahoo.serve("PANW", "panw_split.json")
@@ -331,6 +357,20 @@ def test_failing_symbol_is_named_and_stops_the_fetch(yahoo: FakeYahoo, source: Y
         source.fetch_bars(["ARM", "JPY=X", "PANW"], d("2026-01-05"), d("2026-01-09"))
     assert raised.value.symbol == "JPY=X"
     assert [call[0] for call in yahoo.calls] == ["ARM", "JPY=X"]
+
+
+def test_first_failing_symbol_in_order_is_named_whichever_fails_first(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    source = YahooSource(cache_dir=tmp_path, max_workers=3)
+    yahoo.serve("ARM", "arm_daily.json")
+    yahoo.fail("JPY=X", curl_exc.DNSError(DNS, 6), delay=0.3)  # fails last
+    yahoo.serve("PANW", "arm_empty.json")  # fails at once
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        yahoo.serve(symbol, "arm_daily.json", delay=0.05)
+    with pytest.raises(SourceUnavailable) as raised:
+        source.fetch_bars(["ARM", "JPY=X", "PANW", "AAPL", "MSFT", "NVDA"], d("2026-01-05"), d("2026-01-09"))
+    assert (raised.value.symbol, raised.value.cause) == ("JPY=X", DNS_CAUSE)
+    # Symbols not yet started when PANW failed are never requested.
+    assert yahoo.requests("NVDA") == 0
 
 
 def test_slow_failure_returns_within_bounded_time(yahoo: FakeYahoo, source: YahooSource) -> None:
@@ -350,3 +390,101 @@ def test_hanging_request_cut_off_by_deadline(yahoo: FakeYahoo, tmp_path: Path) -
         source.fetch_bars(["ARM"], d("2026-01-05"), d("2026-01-09"))
     assert time.monotonic() - started < 6  # cut off well before the 8 s reply
     assert (raised.value.cause, raised.value.transient) == ("timed out after 0.2s", False)
+
+
+def labelled(symbol: str, scale: float) -> str:
+    """The recorded ARM chart, as `symbol`'s with every price times `scale`."""
+    payload = json.loads((FIXTURES / "arm_daily.json").read_text())
+    result = payload["chart"]["result"][0]
+    result["meta"]["symbol"] = symbol
+    quote = result["indicators"]["quote"][0]
+    for name in ("open", "high", "low", "close"):
+        quote[name] = [price * scale for price in quote[name]]
+    result["indicators"]["adjclose"][0]["adjclose"] = list(quote["close"])
+    return json.dumps(payload)
+
+
+RATE_LIMITED: Answer = (0.0, FakeResponse("Too Many Requests", 429))
+
+
+def test_rate_limit_is_retried_with_backoff_until_answered(yahoo: FakeYahoo, source: YahooSource) -> None:
+    yahoo.serve("ARM", "arm_daily.json")
+    yahoo.first("ARM", RATE_LIMITED, (0.0, YFRateLimitError()))
+    bars = source.fetch_bars(["ARM"], d("2026-01-05"), d("2026-01-09"))
+    assert bars["close"].to_list() == [110.25, 112.5, 109.75, 111.0, 113.4]
+    assert yahoo.requests("ARM") == 3
+
+
+def test_persistent_rate_limit_gives_up_after_the_attempts(yahoo: FakeYahoo, source: YahooSource) -> None:
+    yahoo.reply("ARM", "Too Many Requests", 429)
+    with pytest.raises(SourceUnavailable) as raised:
+        source.fetch_bars(["ARM"], d("2026-01-05"), d("2026-01-09"))
+    assert (raised.value.symbol, raised.value.cause, raised.value.transient) == ("ARM", RATE_CAUSE, True)
+    assert yahoo.requests("ARM") == FAST.attempts == 4
+
+
+def test_other_failures_are_not_retried(yahoo: FakeYahoo, source: YahooSource) -> None:
+    yahoo.reply("ARM", ERROR_PAGE, 500)
+    with pytest.raises(SourceUnavailable):
+        source.fetch_bars(["ARM"], d("2026-01-05"), d("2026-01-09"))
+    assert yahoo.requests("ARM") == 1
+
+
+def test_backoff_stops_before_the_deadline(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    slow = Backoff(first_seconds=0.4, jitter=0.0)
+    source = YahooSource(deadline_seconds=1.0, cache_dir=tmp_path, backoff=slow)
+    yahoo.reply("ARM", "Too Many Requests", 429)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable) as raised:
+        source.fetch_bars(["ARM"], d("2026-01-05"), d("2026-01-09"))
+    # Waits of 0.4 s and 0.8 s would overrun the 1 s deadline: one retry, then the rate limit is reported.
+    assert time.monotonic() - started < 1.0
+    assert (raised.value.cause, raised.value.transient) == (RATE_CAUSE, True)
+    assert yahoo.requests("ARM") == 2
+
+
+def test_backoff_delays_double_to_the_cap_with_jitter() -> None:
+    backoff = Backoff(first_seconds=1.0, cap_seconds=5.0, jitter=0.5)
+    for retry, full in enumerate([1.0, 2.0, 4.0, 5.0, 5.0]):
+        delays = [backoff.delay(retry) for _ in range(200)]
+        assert all(full / 2 <= delay <= full for delay in delays)
+        assert len(set(delays)) > 1
+    assert [Backoff(jitter=0.0).delay(retry) for retry in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+SYMBOLS = [f"S{i:03d}" for i in range(60)]
+
+
+def serve_many(yahoo: FakeYahoo, delay: float) -> None:
+    for i, symbol in enumerate(SYMBOLS):
+        yahoo.reply(symbol, labelled(symbol, 1 + i / 100), 200, delay)
+
+
+def test_many_symbols_fetched_in_order_with_bounded_concurrency(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    source = YahooSource(cache_dir=tmp_path, max_workers=4)
+    serve_many(yahoo, delay=0.01)
+    bars = source.fetch_bars(list(reversed(SYMBOLS)), d("2026-01-05"), d("2026-01-09"))
+    assert bars["symbol"].to_list() == [symbol for symbol in SYMBOLS for _ in range(5)]
+    assert bars["session_date"].to_list()[:5] == bars["session_date"].to_list()[-5:]
+    closes = bars.group_by("symbol", maintain_order=True).agg(pl.col("close").last())["close"].to_list()
+    assert closes == pytest.approx([113.4 * (1 + i / 100) for i in range(len(SYMBOLS))])
+    assert len(yahoo.calls) == len(SYMBOLS)
+    assert yahoo.most_in_flight == 4
+
+
+def test_concurrent_calls_share_the_bound(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    source = YahooSource(cache_dir=tmp_path, max_workers=3)
+    serve_many(yahoo, delay=0.01)
+    batches = [SYMBOLS[i : i + 15] for i in range(0, len(SYMBOLS), 15)]
+    with ThreadPoolExecutor(len(batches)) as pool:
+        frames = list(pool.map(lambda batch: source.fetch_bars(batch, d("2026-01-05"), d("2026-01-09")), batches))
+    assert [frame["symbol"].n_unique() for frame in frames] == [15] * 4
+    assert yahoo.most_in_flight == 3
+
+
+def test_source_pickles_with_its_settings(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    source = pickle.loads(pickle.dumps(YahooSource(cache_dir=tmp_path, max_workers=2, backoff=FAST)))
+    assert (source.max_workers, source.backoff) == (2, FAST)
+    serve_many(yahoo, delay=0.01)
+    assert source.fetch_bars(SYMBOLS[:6], d("2026-01-05"), d("2026-01-09"))["symbol"].n_unique() == 6
+    assert yahoo.most_in_flight == 2

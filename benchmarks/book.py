@@ -1,0 +1,412 @@
+"""Book scale: a whole book backfilled and run daily through the real pipeline, against the engine's own limit.
+
+Run: `make bench-book` (or `uv run python -m benchmarks.book --loans 10000 --symbols 2000 --sessions 2520`).
+
+Side by side in one invocation, each the median of `--runs` runs:
+1. the backfill through the real pipeline (fetch, quality gate, stage, LTV, LTV gate, alert rules, load),
+   in a child process of its own, with its peak memory;
+2. the limit: the same LTV rows from one hand-written DuckDB statement over the same staged prices;
+3. the baseline a user would otherwise write: pandas, a loop over loans, on a sample, scaled;
+4. the daily increment: the next session for every loan on the full warehouse;
+5. typical queries: every loan's latest status, one loan's whole history, a year's margin-call days;
+6. fetching the book's symbols for one session through the yfinance adapter, replayed.
+Pipeline times exclude imports and the Prefect server's start, which are reported apart. It then
+checks that the pipeline's LTV rows equal the limit's (same keys, values within 1e-9 relative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, machine
+
+END = dt.date(2026, 10, 29)  # the last session of every backfill
+NEXT = dt.date(2026, 10, 30)  # the session the daily increment adds
+TOLERANCE = 1e-9
+QUERIES = {
+    "latest status of every loan": """
+        SELECT loan_id, as_of_date, ltv, status FROM marts.loan_ltv_daily
+        QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1""",
+    "one loan's whole history": """
+        SELECT as_of_date, collateral_value, loan_balance, ltv, status FROM marts.loan_ltv_daily
+        WHERE loan_id = 'L00042' ORDER BY as_of_date""",
+    "a year's margin-call days": """
+        SELECT loan_id, as_of_date, ltv, cure_cash FROM marts.loan_ltv_daily
+        WHERE status IN ('margin_call', 'liquidation') AND as_of_date BETWEEN DATE '2025-01-01' AND DATE '2025-12-31'
+        ORDER BY loan_id, as_of_date""",
+}
+
+
+# --- the child processes -------------------------------------------------------------------------
+
+
+def _child(args: argparse.Namespace) -> None:
+    """Run one flow in this process and print its timings as JSON (imports and pipeline apart)."""
+    started = time.perf_counter()
+    from expectations.gate import gx_context
+    from flows.backfill import backfill
+    from flows.daily import daily
+
+    gx_context()  # GX builds its suites once per process: part of starting up, not of the run
+    imported = time.perf_counter()
+    if args.child == "backfill":
+        summary = backfill(args.book, args.warehouse, dt.date.fromisoformat(args.start), END, "synthetic")
+    else:
+        summary = daily(args.book, args.warehouse, "synthetic", dt.date.fromisoformat(args.start))
+    done = time.perf_counter()
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    timings = {"imports_s": imported - started, "pipeline_s": done - imported, "peak_mib": peak_mib}
+    print(json.dumps(timings | {"counts": summary.counts}))
+
+
+def _run_child(flow: str, book: Path, warehouse: Path, start: dt.date, api: str) -> dict[str, Any]:
+    """Run a flow in a fresh process; return its timings and its peak resident memory."""
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "benchmarks.book", "--child", flow, "--book", str(book)]
+    command += ["--warehouse", str(warehouse), "--start", start.isoformat()]
+    child = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if child.returncode:
+        raise SystemExit(f"benchmark child {flow} failed ({child.returncode}):\n{child.stderr[-3000:]}")
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+# --- the limit and the baseline ------------------------------------------------------------------
+
+
+def limit_sql(windows: list[int]) -> str:
+    """Return the hand-written statement: every loan's LTV on every session, from staged prices."""
+    windowed = "\nUNION ALL\n".join(
+        f"""SELECT symbol, session_date, {w} AS valuation_window,
+               avg(close) OVER (PARTITION BY symbol ORDER BY session_date
+                                ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW) AS price
+            FROM w.staging.prices"""
+        for w in windows
+    )
+    return f"""
+    WITH sessions AS (SELECT session_date, row_number() OVER (ORDER BY session_date) AS idx FROM b_sessions),
+    windowed AS ({windowed}),
+    lines AS (
+        SELECT c.loan_id, c.symbol, c.shares * (1 - c.haircut) AS units, l.valuation_window,
+               CASE WHEN c.symbol_currency <> l.currency THEN c.symbol_currency || l.currency END AS pair
+        FROM b_collateral c JOIN b_loans l USING (loan_id)),
+    asked AS (SELECT lines.*, s.session_date AS as_of_date, s.idx AS as_of_idx
+              FROM lines CROSS JOIN sessions s WHERE s.session_date BETWEEN $start AND $end),
+    priced AS (
+        SELECT a.*, p.session_date AS price_date, p.price FROM asked a ASOF JOIN windowed p
+        ON a.symbol = p.symbol AND a.valuation_window = p.valuation_window AND a.as_of_date >= p.session_date),
+    converted AS (
+        SELECT p.*, CASE WHEN p.pair IS NULL THEN 1.0 ELSE f.rate END AS fx, f.session_date AS fx_date
+        FROM priced p ASOF LEFT JOIN w.staging.fx_rates f ON p.pair = f.pair AND p.as_of_date >= f.session_date),
+    valued AS (
+        SELECT loan_id, as_of_date, any_value(as_of_idx) AS as_of_idx, sum(units * fx * price) AS collateral_value,
+               min(price_date) AS price_date, count(*) AS priced_lines
+        FROM converted WHERE fx IS NOT NULL GROUP BY loan_id, as_of_date),
+    counted AS (SELECT loan_id, count(*) AS lines FROM b_collateral GROUP BY loan_id),
+    balanced AS (
+        SELECT v.*, l.*, l.principal * (1 + l.annual_rate * greatest(v.as_of_date - l.accrual_start, 0) / 360)
+               AS loan_balance
+        FROM valued v JOIN b_loans l USING (loan_id) JOIN counted c USING (loan_id)
+        WHERE v.priced_lines = c.lines)
+    SELECT loan_id, as_of_date, price_date, collateral_value, loan_balance,
+           loan_balance / collateral_value AS ltv,
+           CASE WHEN loan_balance / collateral_value >= liquidation THEN 'liquidation'
+                WHEN loan_balance / collateral_value >= margin_call THEN 'margin_call'
+                WHEN loan_balance / collateral_value >= warning THEN 'warning' ELSE 'ok' END AS status,
+           1 - loan_balance / collateral_value / margin_call AS distance_to_margin_call,
+           greatest(loan_balance - cure_target * collateral_value, 0) AS cure_cash,
+           as_of_idx - (SELECT idx FROM sessions s WHERE s.session_date = balanced.price_date) AS sessions_since_price
+    FROM balanced"""
+
+
+def run_limit(warehouse: Path, book: Path, start: dt.date, scratch: Path) -> tuple[float, Path]:
+    """Time the hand-written statement writing its rows to a table; return (seconds, database file)."""
+    import duckdb
+
+    from marginwatch import calendar
+    from marginwatch.book import collateral_frame, loan_frame
+    from marginwatch.config import load_book
+
+    loaded = load_book(book)
+    loans, lines = loan_frame(loaded), collateral_frame(loaded)  # noqa: F841  (read by DuckDB by name)
+    target = scratch / "limit.duckdb"
+    target.unlink(missing_ok=True)
+    with duckdb.connect(str(target)) as con:
+        con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)")
+        b_sessions = calendar.sessions_between(calendar.FIRST_DAY, END).to_frame()  # noqa: F841
+        con.execute("CREATE TABLE b_loans AS SELECT * FROM loans")
+        con.execute("CREATE TABLE b_collateral AS SELECT * FROM lines")
+        con.execute("CREATE TABLE b_sessions AS SELECT * FROM b_sessions")
+        sql = limit_sql(sorted(set(loans["valuation_window"].to_list())))
+        started = time.perf_counter()
+        con.execute(f"CREATE TABLE limit_ltv AS {sql}", {"start": start, "end": END})
+        return time.perf_counter() - started, target
+
+
+def run_pandas(warehouse: Path, book: Path, start: dt.date, sample: int) -> tuple[float, int]:
+    """Time LTV the way a user would write it in pandas, one loan at a time, on the first `sample` loans."""
+    import duckdb
+    import pandas as pd
+
+    from marginwatch.config import load_book
+
+    loaded = load_book(book)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        prices = con.execute("SELECT symbol, session_date, close FROM staging.prices").df()
+        fx = con.execute("SELECT pair, session_date, rate FROM staging.fx_rates").df()
+    sessions = pd.DatetimeIndex(sorted(prices["session_date"].unique()))
+    sessions = sessions[sessions >= pd.Timestamp(start)]
+    started = time.perf_counter()
+    rows = 0
+    for loan in loaded.loans[:sample]:
+        value = pd.Series(0.0, index=sessions)
+        window = loan.valuation_window if loan.valuation == "avg_close" else 1
+        for line in loan.collateral:
+            close = prices[prices["symbol"] == line.symbol].set_index("session_date")["close"].sort_index()
+            price = close.rolling(window, min_periods=1).mean().reindex(sessions, method="ffill")
+            rate = pd.Series(1.0, index=sessions)
+            if line.currency != loan.currency:
+                quotes = fx[fx["pair"] == line.currency + loan.currency].set_index("session_date")["rate"]
+                rate = quotes.sort_index().reindex(sessions, method="ffill")
+            value = value + line.shares * (1 - line.haircut) * price * rate
+        days = pd.Series((sessions - pd.Timestamp(loan.accrual_start)).days, index=sessions).clip(lower=0)
+        balance = loan.principal * (1 + loan.annual_rate * days / 360)
+        ltv = balance / value
+        status = pd.cut(
+            ltv,
+            [-float("inf"), loan.levels.warning, loan.levels.margin_call, loan.levels.liquidation, float("inf")],
+            labels=["ok", "warning", "margin_call", "liquidation"],
+            right=False,
+        )
+        frame = pd.DataFrame({"loan_id": loan.id, "ltv": ltv, "status": status, "balance": balance})
+        rows += len(frame)
+    return time.perf_counter() - started, rows
+
+
+# --- correctness and queries ---------------------------------------------------------------------
+
+
+def compare_with_limit(warehouse: Path, limit_db: Path) -> dict[str, Any]:
+    """Return how the pipeline's LTV rows compare with the limit's: keys, and the worst relative difference."""
+    import duckdb
+
+    with duckdb.connect(str(limit_db), read_only=True) as con:
+        con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)")
+        found = con.execute(
+            """
+            SELECT count(*) FILTER (WHERE p.loan_id IS NULL) AS only_in_limit,
+                   count(*) FILTER (WHERE q.loan_id IS NULL) AS only_in_pipeline,
+                   count(*) FILTER (WHERE p.loan_id IS NOT NULL AND q.loan_id IS NOT NULL) AS both,
+                   max(greatest(abs(p.ltv / q.ltv - 1), abs(p.collateral_value / q.collateral_value - 1),
+                                abs(p.loan_balance / q.loan_balance - 1),
+                                abs(p.cure_cash - q.cure_cash) / q.loan_balance)) AS worst_relative,
+                   count(*) FILTER (WHERE p.status <> q.status OR p.price_date <> q.price_date
+                                    OR p.sessions_since_price <> q.sessions_since_price) AS label_mismatches
+            FROM w.marts.loan_ltv_daily p FULL JOIN limit_ltv q USING (loan_id, as_of_date)
+            """
+        ).fetchone()
+    assert found is not None
+    keys = ("only_in_limit", "only_in_pipeline", "rows", "worst_relative", "label_mismatches")
+    result = dict(zip(keys, found, strict=True))
+    result["equal"] = (
+        result["only_in_limit"] == 0
+        and result["only_in_pipeline"] == 0
+        and result["label_mismatches"] == 0
+        and (result["worst_relative"] or 0.0) <= TOLERANCE
+    )
+    return result
+
+
+def time_queries(warehouse: Path, repeats: int = 15) -> dict[str, float]:
+    """Return each typical query's median latency in seconds on a read-only connection."""
+    import duckdb
+
+    out = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for name, sql in QUERIES.items():
+            con.execute(sql).fetchall()  # warm the buffer pool, as a session that has run a query before
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                con.execute(sql).fetchall()
+                times.append(time.perf_counter() - started)
+            out[name] = statistics.median(times)
+    return out
+
+
+# --- the whole benchmark -------------------------------------------------------------------------
+
+
+def measure(loans: int, symbols: int, sessions: int, runs: int, pandas_sample: int, folder: Path) -> dict[str, Any]:
+    """Measure one book size; return its figures."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from benchmarks.scale_book import book_toml
+    from marginwatch import calendar
+
+    start = calendar.sessions_back(END, sessions - 1)
+    book = folder / "book.toml"
+    book.write_text(book_toml(loans, symbols, start))
+    server_started = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=180):
+        from prefect.settings import PREFECT_API_URL
+
+        api = str(PREFECT_API_URL.value())
+        server_s = time.perf_counter() - server_started
+        backfills, limits, dailies, pandas_times = [], [], [], []
+        warehouse = folder / "backfill.duckdb"
+        limit_db = folder / "limit.duckdb"
+        for _ in range(runs):  # interleaved, so the machine's drift touches every arm alike
+            warehouse.unlink(missing_ok=True)
+            backfills.append(_run_child("backfill", book, warehouse, start, api))
+            seconds, limit_db = run_limit(warehouse, book, start, folder)
+            limits.append(seconds)
+            pandas_times.append(run_pandas(warehouse, book, start, pandas_sample))
+            increment = folder / "daily.duckdb"
+            shutil.copy(warehouse, increment)
+            dailies.append(_run_child("daily", book, increment, NEXT, api))
+        check = compare_with_limit(warehouse, limit_db)
+        queries = time_queries(warehouse)
+    pipeline = statistics.median(b["pipeline_s"] for b in backfills)
+    limit = statistics.median(limits)
+    pandas_rows = pandas_times[0][1]
+    pandas_full = statistics.median(t for t, _ in pandas_times) * loans / min(pandas_sample, loans)
+    counts = backfills[-1]["counts"]
+    return {
+        "loans": loans,
+        "symbols": symbols,
+        "sessions": sessions,
+        "loan_days": counts["ltv_rows"],
+        "price_rows": counts["prices_staged"],
+        "alerts": counts["alerts"],
+        "backfill_s": pipeline,
+        "backfill_runs_s": [b["pipeline_s"] for b in backfills],
+        "backfill_peak_mib": max(b["peak_mib"] or 0 for b in backfills),
+        "limit_s": limit,
+        "limit_runs_s": limits,
+        "backfill_over_limit": pipeline / limit,
+        "pandas_sample_loans": min(pandas_sample, loans),
+        "pandas_sample_rows": pandas_rows,
+        "pandas_scaled_s": pandas_full,
+        "pandas_over_backfill": pandas_full / pipeline,
+        "daily_s": statistics.median(d["pipeline_s"] for d in dailies),
+        "daily_runs_s": [d["pipeline_s"] for d in dailies],
+        "daily_peak_mib": max(d["peak_mib"] or 0 for d in dailies),
+        "imports_s": statistics.median(b["imports_s"] for b in backfills + dailies),
+        "server_start_s": server_s,
+        "queries_s": queries,
+        "correctness": check,
+    }
+
+
+def print_table(found: dict[str, Any]) -> None:
+    """Print one size's figures."""
+    print(
+        f"\n{found['loans']:,} loans, {found['symbols']:,} symbols, {found['sessions']:,} sessions "
+        f"({found['loan_days']:,} loan-days, {found['price_rows']:,} price rows, {found['alerts']:,} alerts)"
+    )
+    lines = [
+        ("backfill, real pipeline", f"{found['backfill_s']:.2f} s", f"peak {found['backfill_peak_mib']:.0f} MiB"),
+        (
+            "limit: one DuckDB statement",
+            f"{found['limit_s']:.2f} s",
+            f"pipeline / limit = {found['backfill_over_limit']:.2f}x",
+        ),
+        (
+            "pandas loop over loans (scaled)",
+            f"{found['pandas_scaled_s']:.1f} s",
+            f"{found['pandas_sample_loans']} loans timed; pandas / pipeline = {found['pandas_over_backfill']:.1f}x",
+        ),
+        ("daily increment, every loan", f"{found['daily_s']:.2f} s", f"peak {found['daily_peak_mib']:.0f} MiB"),
+        ("imports (per process)", f"{found['imports_s']:.2f} s", "not in the figures above"),
+        ("Prefect server start", f"{found['server_start_s']:.2f} s", "not in the figures above"),
+        *[(f"query: {name}", f"{seconds * 1000:.1f} ms", "") for name, seconds in found["queries_s"].items()],
+    ]
+    check = found["correctness"]
+    verdict = "equal" if check["equal"] else "DIFFERENT"
+    lines.append(
+        (
+            "pipeline rows vs limit rows",
+            verdict,
+            f"{check['rows']:,} rows; worst relative {check['worst_relative']:.1e}",
+        )
+    )
+    width = max(len(a) for a, _, _ in lines)
+    for name, figure, note in lines:
+        print(f"  {name:<{width}}  {figure:>12}  {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark at the sizes given; write bench-results/book.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loans", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--symbols", type=int, nargs="+", default=[2_000])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[2_520])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pandas-sample", type=int, default=100, help="loans the pandas baseline times")
+    parser.add_argument("--out", type=Path, default=RESULTS / "book.json")
+    parser.add_argument("--fetch-latency-ms", type=float, default=50, help="replayed latency of each Yahoo request")
+    parser.add_argument("--child", choices=["backfill", "daily"], help=argparse.SUPPRESS)
+    parser.add_argument("--book", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--start", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args)
+        return 0
+    sizes = list(
+        zip(
+            *(
+                _spread(v, len(max(args.loans, args.symbols, args.sessions, key=len)))
+                for v in (args.loans, args.symbols, args.sessions)
+            ),
+            strict=True,
+        )
+    )
+    results = []
+    for loans, symbols, sessions in sizes:
+        with tempfile.TemporaryDirectory(prefix="marginwatch-bench-") as tmp:
+            found = measure(loans, symbols, sessions, args.runs, args.pandas_sample, Path(tmp))
+        print_table(found)
+        results.append(found)
+    fetching = fetch_book(max(args.symbols), args.runs, args.fetch_latency_ms)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": machine(), "sizes": results, "fetch": fetching}
+    args.out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"\nresults in {args.out}")
+    return 0 if all(r["correctness"]["equal"] for r in results) else 1
+
+
+def fetch_book(symbols: int, runs: int, latency_ms: float) -> list[dict[str, Any]]:
+    """Fetch the book's symbols for one session through the yfinance adapter, replayed; print and return the rows."""
+    from benchmarks.fetch import compare
+
+    rows = compare(symbols, min(200, symbols), runs, latency_ms / 1000, 0.02, 8)
+    print(f"\nfetching {symbols:,} symbols for one session, replayed ({latency_ms:g} ms a request, 2% HTTP 429)")
+    for found in rows:
+        print(f"  {found['measure']:<60}  {found['median_s']:8.2f} s  {found['note']}")
+    return rows
+
+
+def _spread(values: list[int], n: int) -> list[int]:
+    """Repeat a single value to `n` sizes; several values must number `n`."""
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise SystemExit(f"give one value or {n} values for each of --loans, --symbols and --sessions")
+    return values
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""The book-scale benchmark at a tiny size: it runs end to end and its correctness check holds (untimed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.book import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_book_benchmark_runs_and_the_pipeline_matches_the_sql_limit(tmp_path: Path) -> None:
+    out = tmp_path / "book.json"
+    args = ["--loans", "40", "--symbols", "8", "--sessions", "30", "--runs", "1", "--pandas-sample", "5"]
+    assert main([*args, "--fetch-latency-ms", "0", "--out", str(out)]) == 0
+    found = json.loads(out.read_text())
+    (size,) = found["sizes"]
+    assert size["loan_days"] == 40 * 30
+    assert size["correctness"]["equal"] and size["correctness"]["rows"] == 40 * 30
+    assert size["correctness"]["worst_relative"] <= 1e-9
+    assert set(size["queries_s"]) == {
+        "latest status of every loan",
+        "one loan's whole history",
+        "a year's margin-call days",
+    }
+    assert size["daily_runs_s"] and size["pandas_sample_rows"] == 5 * 30
+    assert [row["symbols_total"] for row in found["fetch"]] == [8, 8]
