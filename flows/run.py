@@ -311,7 +311,9 @@ def _assess(
     latest = []
     partitions = tasks.compute_ltv(loans, pledged, history, staged, plan, settings.stale_after_sessions, size)
     for index, (loan_ids, computed) in enumerate(partitions):
-        ltv, results, bad = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
+        validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
+        tasks.release(computed, validated)
+        ltv, results, bad = validated
         part = loans.filter(pl.col("loan_id").is_in(loan_ids))
         found.results.append(results)
         found.bad_loans += bad
@@ -322,7 +324,9 @@ def _assess(
             stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
             found.stress.append(stress)
             found.risk.append(risk)
-        alerts, outbox = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+        raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+        tasks.release(raised)
+        alerts, outbox = raised
         found.alerts.append(alerts)
         found.outbox.append(outbox)
         if found.spilled:
@@ -371,7 +375,7 @@ def _assess_risk(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return the stress and risk rows of a partition's published LTV rows."""
     settings = book.settings
-    stress, risk = tasks.compute_risk(
+    assessed = tasks.compute_risk(
         loans,
         pledged.filter(pl.col("loan_id").is_in(loans["loan_id"].implode())),
         history,
@@ -381,6 +385,8 @@ def _assess_risk(
         list(settings.risk.price_shocks),
         list(settings.risk.fx_shocks),
     )
+    tasks.release(assessed)
+    stress, risk = assessed
     run_id = pl.lit(ltv["run_id"][0])
     return stress.with_columns(run_id=run_id), risk.with_columns(run_id=run_id)
 

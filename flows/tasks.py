@@ -50,6 +50,22 @@ def as_is(value: T) -> T:
     return cast(T, quote(value))
 
 
+def release(*values: Any) -> None:
+    """Let go of task results Prefect keeps for lineage, so a partition's rows are freed once set aside.
+
+    A flow run remembers every task result (and the items of a returned tuple) to link later tasks
+    to it; across a whole book's partitions that pins every LTV frame in memory until the run ends.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    for value in values:
+        for item in (value, *(value if isinstance(value, tuple) else ())):
+            context.run_results.pop(id(item), None)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the incoming-data gate let through, held back and found."""
