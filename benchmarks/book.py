@@ -66,9 +66,21 @@ def _child(args: argparse.Namespace) -> None:
     else:
         summary = daily(args.book, args.warehouse, "synthetic", dt.date.fromisoformat(args.start))
     done = time.perf_counter()
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = _peak_mib()
     timings = {"imports_s": imported - started, "pipeline_s": done - imported, "peak_mib": peak_mib}
     print(json.dumps(timings | {"counts": summary.counts}))
+
+
+def _peak_mib() -> float:
+    """Return this process's peak resident memory in MiB.
+
+    From the kernel's high-water mark of this process's own memory (VmHWM); `ru_maxrss` would also
+    count the parent's pages that a freshly spawned child briefly shares.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_child(flow: str, book: Path, warehouse: Path, start: dt.date, api: str) -> dict[str, Any]:
@@ -349,6 +361,7 @@ def print_table(found: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark at the sizes given; write bench-results/book.json."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from the test server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loans", type=int, nargs="+", default=[10_000])
     parser.add_argument("--symbols", type=int, nargs="+", default=[2_000])
