@@ -393,12 +393,16 @@ def main(argv: list[str] | None = None) -> int:
             found = measure(loans, symbols, sessions, args.runs, args.pandas_sample, Path(tmp))
         print_table(found)
         results.append(found)
+        _write(args.out, {"machine": machine(), "sizes": results})  # each size as soon as it is measured
     fetching = fetch_book(max(args.symbols), args.runs, args.fetch_latency_ms)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"machine": machine(), "sizes": results, "fetch": fetching}
-    args.out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    _write(args.out, {"machine": machine(), "sizes": results, "fetch": fetching})
     print(f"\nresults in {args.out}")
     return 0 if all(r["correctness"]["equal"] for r in results) else 1
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
 
 
 def fetch_book(symbols: int, runs: int, latency_ms: float) -> list[dict[str, Any]]:
