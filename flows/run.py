@@ -24,7 +24,7 @@ from flows.tasks import as_is
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
 from marginwatch.config import Book, RiskSettings, Settings, channel_url, load_book
-from marginwatch.errors import DataQualityError, MarginwatchError, UsageError
+from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, WarehouseError
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
@@ -330,14 +330,21 @@ def _assess(
         found.alerts.append(alerts)
         found.outbox.append(outbox)
         if found.spilled:
-            path = spill / f"ltv-{index:05d}.parquet"
-            ltv.write_parquet(path, compression="lz4", statistics=False)
-            found.files.append(path)
+            found.files.append(_set_aside(ltv, spill / f"ltv-{index:05d}.parquet"))
         else:
             found.ltv.append(ltv)
     crash_point("run:computed")
     found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
     return found
+
+
+def _set_aside(ltv: pl.DataFrame, path: Path) -> Path:
+    """Write a partition's accepted rows to Parquet for publishing; WarehouseError if the disk refuses."""
+    try:
+        ltv.write_parquet(path, compression="lz4", statistics=False)
+    except OSError as exc:  # a full or read-only disk: nothing is published, the warehouse is untouched
+        raise WarehouseError(f"{path.parent}: cannot set LTV rows aside before publishing: {exc}") from None
+    return path
 
 
 def _concat_or_none(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
