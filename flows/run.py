@@ -38,6 +38,9 @@ from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_report
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
 SPILL_LOAN_DAYS = 2_000_000  # a run with more loan-days keeps its LTV rows on disk until they are published
+# Parquet row groups of whole DuckDB row groups (122,880 rows): the publishing insert then fills the
+# warehouse's row groups, leaving none part-full for later checkpoints to merge (seconds on the next run).
+SPILL_ROW_GROUP = 8 * 122_880
 
 Planner = Callable[[dict[str, dt.date]], RunPlan]
 
@@ -203,7 +206,11 @@ def _pipeline(
     prior = alerting.read_alert_state(warehouse, timeout, as_is(ready["loan_id"].to_list()), plan.as_of_start)
     deliver_from = calendar.sessions_back(calendar.latest_completed_session(now), settings.alert_lookback_sessions)
     _remove_stale_spills(warehouse)
+    bars_fetched = raw.height
     with tempfile.TemporaryDirectory(dir=warehouse.parent, prefix=_spill_prefix(warehouse)) as spill:
+        large = _spills(ready, plan)
+        kept_raw: pl.DataFrame | list[Path] = [_set_aside(raw, Path(spill) / "raw.parquet")] if large else raw
+        del raw  # a large run's bars wait on disk for the publishing transaction
         markets = (stocks, pairs)
         lending, bars = (ready, pledged), (history, staged)
         found = _assess(book, warehouse, markets, lending, bars, plan, record, prior, deliver_from, Path(spill))
@@ -221,28 +228,30 @@ def _pipeline(
             dict.fromkeys(held_back["loans"], _held_text(held_back)),
             deliver_from,
         )
-        alerts = pl.concat([*found.alerts, notices])
+        alerts = pl.concat([*found.alerts, notices])  # a large run's recent ones: the rest wait on disk
+        if found.spilled:
+            found.alert_files.append(_set_aside(notices, Path(spill) / "alerts-notices.parquet"))
         crash_point("run:alerts")
         output = RunOutput(
-            raw,
+            kept_raw,
             staged[0],
             staged[1],
             found.files if found.spilled else pl.concat(found.ltv),
             found.published,
             verdict.quarantined,
             pl.concat([verdict.results, merge_results(found.results)]),
-            alerts,
+            found.alert_files if found.spilled else alerts,
             pl.concat([*found.outbox, notice_outbox]),
             _concat_or_none(found.stress),
             _concat_or_none(found.risk),
         )
         record.counts = {
-            "bars_fetched": raw.height,
+            "bars_fetched": bars_fetched,
             "prices_staged": staged[0].height,
             "fx_staged": staged[1].height,
             "ltv_rows": found.rows,
             "bars_quarantined": verdict.quarantined.height,
-            "alerts": alerts.height,
+            "alerts": found.alert_count + notices.height,
         }
         if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
             record.status, record.error = "dq_failed", _held_text(held_back)
@@ -275,7 +284,9 @@ class _Assessment:
     results: list[pl.DataFrame] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     bad_loans: list[str] = field(default_factory=list)
-    alerts: list[pl.DataFrame] = field(default_factory=list)
+    alerts: list[pl.DataFrame] = field(default_factory=list)  # a large run keeps only those recent enough to send
+    alert_files: list[Path] = field(default_factory=list)  # every alert of a large run, set aside in Parquet
+    alert_count: int = 0
     outbox: list[pl.DataFrame] = field(default_factory=list)
     stress: list[pl.DataFrame] = field(default_factory=list)
     risk: list[pl.DataFrame] = field(default_factory=list)
@@ -305,7 +316,7 @@ def _assess(
     history, staged = bars
     sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end))
     size = tasks.partition_size(sessions, settings.ltv_partition_loans)
-    found = _Assessment(spilled=loans.height * sessions > SPILL_LOAN_DAYS)
+    found = _Assessment(spilled=_spills(loans, plan))
     risk_history = _risk_history(book, warehouse, markets, plan)
     run_id = pl.lit(record.run_id)
     latest = []
@@ -327,23 +338,32 @@ def _assess(
         raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
         tasks.release(raised)
         alerts, outbox = raised
-        found.alerts.append(alerts)
+        found.alert_count += alerts.height
         found.outbox.append(outbox)
         if found.spilled:
             found.files.append(_set_aside(ltv, spill / f"ltv-{index:05d}.parquet"))
+            found.alert_files.append(_set_aside(alerts, spill / f"alerts-{index:05d}.parquet"))
+            found.alerts.append(alerts.filter(pl.col("as_of_date") >= deliver_from))
         else:
             found.ltv.append(ltv)
+            found.alerts.append(alerts)
     crash_point("run:computed")
     found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
     return found
 
 
-def _set_aside(ltv: pl.DataFrame, path: Path) -> Path:
-    """Write a partition's accepted rows to Parquet for publishing; WarehouseError if the disk refuses."""
+def _spills(loans: pl.DataFrame, plan: RunPlan) -> bool:
+    """Return whether a run is large enough to keep its rows on disk until they are published."""
+    sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end))
+    return loans.height * sessions > SPILL_LOAN_DAYS
+
+
+def _set_aside(rows: pl.DataFrame, path: Path) -> Path:
+    """Write rows to Parquet for the publishing transaction; WarehouseError if the disk refuses."""
     try:
-        ltv.write_parquet(path, compression="lz4", statistics=False)
+        rows.write_parquet(path, compression="lz4", statistics=False, row_group_size=SPILL_ROW_GROUP)
     except OSError as exc:  # a full or read-only disk: nothing is published, the warehouse is untouched
-        raise WarehouseError(f"{path.parent}: cannot set LTV rows aside before publishing: {exc}") from None
+        raise WarehouseError(f"{path.parent}: cannot set rows aside before publishing: {exc}") from None
     return path
 
 

@@ -18,7 +18,7 @@ from flows.progress import report
 from marginwatch import calendar
 from marginwatch.errors import SourceUnavailable
 from marginwatch.sources.base import RAW_BAR_SCHEMA, MarketSource
-from transforms.ltv import compute_loan_ltv
+from transforms.ltv import PriceGrid, build_price_grid, ltv_on_grid
 from transforms.quality import add_bar_checks, add_fx_checks, add_ltv_checks, apply_verdict, previous_bars
 from transforms.risk import RiskModel, collateral_values, compute_loan_risk
 from transforms.staging import (
@@ -211,22 +211,27 @@ def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> p
     return pl.concat([history.join(incoming.select(keys), on=keys, how="anti"), incoming])
 
 
-@task(name="compute-ltv-partition", cache_policy=NO_CACHE)
-def compute_ltv_partition(
+@task(name="price-grid", cache_policy=NO_CACHE)
+def price_grid(
     loans: pl.DataFrame,
     collateral: pl.DataFrame,
     prices: pl.DataFrame,
     fx_rates: pl.DataFrame,
     as_of_start: dt.date,
     as_of_end: dt.date,
-    stale_after: int,
+) -> PriceGrid:
+    """Return the price and FX rate every line needs on every session in [as_of_start, as_of_end], once per run."""
+    sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end)
+    as_of_dates = calendar.sessions_between(as_of_start, as_of_end)
+    return build_price_grid(loans, collateral, as_of_dates, prices.lazy(), fx_rates.lazy(), sessions)
+
+
+@task(name="compute-ltv-partition", cache_policy=NO_CACHE)
+def compute_ltv_partition(
+    loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid, stale_after: int
 ) -> pl.DataFrame:
-    """Return LTV rows for one partition of loans over every session in [as_of_start, as_of_end]."""
-    sessions = calendar.sessions_between(calendar.FIRST_DAY, as_of_end).to_frame().lazy()
-    as_of_dates = calendar.sessions_between(as_of_start, as_of_end).to_frame("as_of_date").lazy()
-    return compute_loan_ltv(
-        loans.lazy(), collateral.lazy(), sessions, as_of_dates, prices.lazy(), fx_rates.lazy(), stale_after
-    ).collect()
+    """Return LTV rows for one partition of loans over every session of the run's price grid."""
+    return ltv_on_grid(loans, collateral, grid, stale_after)
 
 
 def partition_size(sessions: int, most_loans: int) -> int:
@@ -250,23 +255,17 @@ def compute_ltv(
     """
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
     fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
+    grid = price_grid(as_is(loans), as_is(collateral), as_is(prices), as_is(fx_rates), plan.as_of_start, plan.as_of_end)
+    del prices, fx_rates  # the grid holds what the lines need
     parts = [loans.slice(i, partition_loans) for i in range(0, max(loans.height, 1), partition_loans)]
     for first in range(0, len(parts), WAVE):
         wave = parts[first : first + WAVE]
         lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
-        quotes = [prices.filter(pl.col("symbol").is_in(line["symbol"].unique().implode())) for line in lines]
-        futures = compute_ltv_partition.map(
-            wave,
-            lines,
-            quotes,
-            unmapped(fx_rates),
-            unmapped(plan.as_of_start),
-            unmapped(plan.as_of_end),
-            unmapped(stale_after),
-        )
+        futures = compute_ltv_partition.map(wave, lines, unmapped(as_is(grid)), unmapped(stale_after))
         for part, future in zip(wave, futures, strict=True):
             yield part["loan_id"].to_list(), future.result()
         report("compute", min(first + WAVE, len(parts)), len(parts))
+    release(grid)
 
 
 @task(name="compute-risk", cache_policy=NO_CACHE)

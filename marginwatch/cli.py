@@ -29,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
+SHOWN_ALERTS = 50  # alerts a run lists in the terminal; a backfill of a whole book raises millions
 if not out.is_terminal:
     out = Console(soft_wrap=True, width=200)  # piped output: no wrapping at 80 columns
 err = Console(stderr=True, soft_wrap=True)
@@ -138,9 +139,14 @@ def _show_risk(summary: RunSummary) -> None:
 
 def _show_alerts(summary: RunSummary) -> None:
     alerts = summary.alerts
+    raised = summary.counts.get("alerts", 0 if alerts is None else alerts.height)
     if alerts is not None and alerts.height:
         view = alerts.sort("as_of_date", "loan_id").select("as_of_date", "loan_id", "kind", "level", "subject")
-        render(view.columns, view.rows(), Format.table, out, title=f"Alerts raised in this run ({alerts.height})")
+        title = f"Alerts raised in this run ({raised})"
+        if view.height > SHOWN_ALERTS or raised > view.height:  # a backfill of a book: the newest, the rest in SQL
+            view = view.tail(SHOWN_ALERTS)
+            title += f"; the newest {view.height} shown, every one is in marts.alerts"
+        render(view.columns, view.rows(), Format.table, out, title=title)
     sent = [d for d in summary.deliveries if d.error is None]
     if summary.deliveries:
         out.print(f"alerts delivered: {len(sent)} of {len(summary.deliveries)} pending deliveries")

@@ -94,8 +94,8 @@ def _rank(loans: pl.DataFrame) -> dict[str, int]:
 
 def loans_table(loans: pl.DataFrame) -> Table:
     """Return one row per loan, riskiest first: level, LTV against its levels, trigger prices and amounts."""
-    rows = [_loan_row(loan) for loan in loans.iter_rows(named=True)]
-    shown, omitted = _limit(rows)
+    shown = [_loan_row(loan) for loan in loans.head(MAX_ROWS).iter_rows(named=True)]  # a book's riskiest only
+    omitted = max(0, loans.height - MAX_ROWS)
     columns = ["Loan and level", "Now", "Warning / margin call / liquidation", "Fall to margin call", "Now",
                "Margin call", "Liquidation", "Collateral value", "Loan balance", "Cure cash"]  # fmt: skip
     groups = [("", 1), ("LTV", 3), ("Price", 3), ("Amounts", 3)]
@@ -215,13 +215,18 @@ def _cushion_row(r: dict[str, Any]) -> list[Cell]:
 
 def breach_table(alerts: pl.DataFrame, loans: pl.DataFrame) -> Table:
     """Return the latest alert rows of each loan at margin call or above, riskiest first."""
-    rows = []
-    for loan in loans.filter(pl.col("status").is_in(["margin_call", "liquidation"])).iter_rows(named=True):
+    breached = loans.filter(pl.col("status").is_in(["margin_call", "liquidation"]))
+    per_loan = breached.select("loan_id").join(alerts.group_by("loan_id").len(), on="loan_id", how="left")
+    total = int(per_loan["len"].fill_null(1).sum())  # a breached loan without alerts takes a row of its own
+    rows: list[list[Cell]] = []
+    for loan in breached.iter_rows(named=True):
+        if len(rows) >= MAX_ROWS:  # a book in a crash: the riskiest are shown, the rest counted
+            break
         found = alerts.filter(pl.col("loan_id") == loan["loan_id"])
         if found.is_empty():  # breached with no alert recorded (e.g. alerts older than the record): still listed
             rows.append([text(loan["loan_id"]), Cell("", badge=loan["status"], numeric=False), *[text(None)] * 5])
         rows += [_breach_row(a) for a in found.iter_rows(named=True)]
-    shown, omitted = _limit(rows)
+    shown, omitted = rows[:MAX_ROWS], max(0, total - MAX_ROWS)
     columns = ["Loan", "Level", "Alert date", "Alert", "Subject", "Cure deadline", "Delivered"]
     return Table("Loans at margin call or liquidation, with their latest alerts", columns, shown, omitted)
 

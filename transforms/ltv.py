@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from transforms.staging import fx_symbol
@@ -131,6 +133,138 @@ def add_session_lag(frame: pl.LazyFrame, sessions: pl.Series, date_col: str, lag
     return frame.with_columns(lag.cast(pl.Int32).alias(lag_col))
 
 
+@dataclass(frozen=True)
+class PriceGrid:
+    """Every price and FX rate a book's lines need, on every as-of date, for lines to gather by position.
+
+    Built once per run and shared by every partition of loans: row `k * n + d` of `prices` is
+    (symbol, valuation window) key `k` on as-of date `d` of `as_of_dates` (n of them), and row
+    `p * n + d` of `rates` is FX pair `p` on that date. A line-day looks its price up by arithmetic,
+    not by a join or a sort per partition.
+    """
+
+    as_of_dates: pl.Series
+    price_keys: pl.DataFrame  # symbol, valuation_window, _key
+    prices: pl.DataFrame  # price_date, price, source, is_unconfirmed, _price_lag
+    pair_keys: pl.DataFrame  # pair, _pair
+    rates: pl.DataFrame  # fx_date, fx, _fx_lag
+    sources: list[str]  # every source a price in the grid comes from
+
+    @property
+    def sessions(self) -> int:
+        return len(self.as_of_dates)
+
+
+def _line_keys(loans: pl.DataFrame, collateral: pl.DataFrame) -> pl.DataFrame:
+    """Return each pledged line with its loan's currency, valuation window and FX pair (null: same currency)."""
+    return collateral.join(
+        loans.select("loan_id", "currency", "valuation_window"), on="loan_id", maintain_order="left"
+    ).with_columns(
+        pair=pl.when(pl.col("symbol_currency") != pl.col("currency"))
+        .then(pl.col("symbol_currency") + pl.col("currency"))
+        .otherwise(None)
+    )
+
+
+def _dense(keys: pl.DataFrame, as_of_dates: pl.Series) -> pl.DataFrame:
+    """Return `keys` x `as_of_dates`, key-major and date-minor, so row k * n + d is key k on date d."""
+    n = len(as_of_dates)
+    grid = keys.with_columns(_d=pl.int_ranges(0, n, dtype=pl.Int32)).explode("_d")
+    return grid.with_columns(as_of_date=as_of_dates.gather(grid["_d"])).drop("_d")
+
+
+def build_price_grid(
+    loans: pl.DataFrame,
+    collateral: pl.DataFrame,
+    as_of_dates: pl.Series,
+    prices: pl.LazyFrame,
+    fx_rates: pl.LazyFrame,
+    sessions: pl.Series,
+) -> PriceGrid:
+    """Return the windowed price and FX rate of every key the lines need on every as-of date.
+
+    A price is the last bar on or before the as-of date (`price_date`), with the sessions since it;
+    likewise each FX rate (`fx_date`).
+    """
+    dates = as_of_dates.unique().sort().rename("as_of_date")
+    lines = _line_keys(loans, collateral)
+    price_keys = lines.select("symbol", "valuation_window").unique().sort("symbol", "valuation_window")
+    price_keys = price_keys.with_row_index("_key")
+    windows = price_keys["valuation_window"].unique().sort().to_list() or [1]
+    wanted = price_keys.lazy().select("symbol", "valuation_window")
+    windowed = add_windowed_prices(prices, windows).join(wanted, on=["symbol", "valuation_window"], how="semi")
+    priced = (
+        _dense(price_keys, dates)
+        .lazy()
+        .join_asof(
+            windowed.rename({"session_date": "price_date"}).sort("price_date"),
+            left_on="as_of_date",
+            right_on="price_date",
+            by=["symbol", "valuation_window"],
+            strategy="backward",
+            check_sortedness=False,  # dates ascend within every key, and asof matches within a key
+        )
+    )
+    priced = add_session_lag(priced, sessions, "price_date", "_price_lag")
+    pair_keys = lines.select("pair").drop_nulls().unique().sort("pair").with_row_index("_pair")
+    rates = fx_rates.select("pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx"))
+    converted = (
+        _dense(pair_keys, dates)
+        .lazy()
+        .join_asof(
+            rates.sort("fx_date"),
+            left_on="as_of_date",
+            right_on="fx_date",
+            by="pair",
+            strategy="backward",
+            check_sortedness=False,
+        )
+    )
+    converted = add_session_lag(converted, sessions, "fx_date", "_fx_lag")
+    grids = pl.collect_all(
+        [
+            priced.select("price_date", "price", "source", "is_unconfirmed", "_price_lag"),
+            converted.select("fx_date", "fx", "_fx_lag"),
+        ]
+    )
+    sources = grids[0]["source"].drop_nulls().unique().sort().to_list()
+    return PriceGrid(dates, price_keys, grids[0], pair_keys, grids[1], sources)
+
+
+def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid) -> pl.DataFrame:
+    """Return each pledged line valued on each as-of date of the grid (grain: loan x symbol x as-of date).
+
+    Rows are line-major in the book's line order, so a loan's lines on a date stay in that order.
+    """
+    n = grid.sessions
+    lines = (
+        _line_keys(loans, collateral)
+        .join(grid.price_keys, on=["symbol", "valuation_window"], how="left", maintain_order="left")
+        .join(grid.pair_keys, on="pair", how="left", maintain_order="left")
+        .with_columns(_d=pl.int_ranges(0, n, dtype=pl.Int64))
+        .explode("_d")
+    )
+    at_price = lines["_key"].cast(pl.Int64) * n + lines["_d"]
+    at_rate = lines["_pair"].cast(pl.Int64) * n + lines["_d"]  # null for a line in the loan's currency
+    valued = pl.concat(
+        [
+            lines.select("loan_id", "symbol", "pair", "shares", "haircut").with_columns(
+                as_of_date=grid.as_of_dates.gather(lines["_d"])
+            ),
+            grid.prices.select(pl.all().gather(at_price)),
+            grid.rates.select(pl.all().gather(at_rate)),
+        ],
+        how="horizontal",
+    )
+    return (
+        valued.with_columns(fx=pl.when(pl.col("pair").is_null()).then(1.0).otherwise(pl.col("fx")))
+        .with_columns(
+            unit_value=pl.col("shares") * (1 - pl.col("haircut")) * pl.col("fx"),
+        )
+        .with_columns(line_value=pl.col("unit_value") * pl.col("price"))
+    )
+
+
 def value_collateral_lines(
     loans: pl.LazyFrame,
     collateral: pl.LazyFrame,
@@ -139,54 +273,23 @@ def value_collateral_lines(
     fx_rates: pl.LazyFrame,
 ) -> pl.LazyFrame:
     """Return each pledged line priced on each as-of date (grain: loan x symbol x as-of date)."""
-    windows = loans.select("valuation_window").unique().collect().to_series().to_list()
-    windowed = add_windowed_prices(prices, windows or [1])
-    lines = (
-        collateral.join(loans.select("loan_id", "currency", "valuation_window"), on="loan_id")
-        .with_columns(
-            pair=pl.when(pl.col("symbol_currency") != pl.col("currency"))
-            .then(pl.col("symbol_currency") + pl.col("currency"))
-            .otherwise(None)
-        )
-        .join(as_of_dates, how="cross")
-        .sort("as_of_date", maintain_order=True)
-    )
-    priced = lines.join_asof(
-        windowed.rename({"session_date": "price_date"}).sort("price_date"),
-        left_on="as_of_date",
-        right_on="price_date",
-        by=["symbol", "valuation_window"],
-        strategy="backward",
-        check_sortedness=False,  # sorted by date overall, hence within every group
-    )
-    rates = fx_rates.select("pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx"))
-    converted = priced.join_asof(
-        rates.sort("fx_date"),
-        left_on="as_of_date",
-        right_on="fx_date",
-        by="pair",
-        strategy="backward",
-        check_sortedness=False,
-    ).with_columns(fx=pl.when(pl.col("pair").is_null()).then(1.0).otherwise(pl.col("fx")))
-    return converted.with_columns(
-        unit_value=pl.col("shares") * (1 - pl.col("haircut")) * pl.col("fx"),
-    ).with_columns(line_value=pl.col("unit_value") * pl.col("price"))
+    loans_now, lines_now = loans.collect(), collateral.collect()
+    dates = as_of_dates.select("as_of_date").collect().to_series()
+    sessions = dates.unique().sort()  # lags are not wanted here: counted over the asked dates alone
+    grid = build_price_grid(loans_now, lines_now, dates, prices, fx_rates, sessions)
+    return value_lines_on_grid(loans_now, lines_now, grid).lazy()
 
 
-def aggregate_collateral(
-    lines: pl.LazyFrame, sessions: pl.Series, stale_after: int, sources: list[str] | None = None
-) -> pl.LazyFrame:
+def aggregate_collateral(lines: pl.LazyFrame, stale_after: int, sources: list[str] | None = None) -> pl.LazyFrame:
     """Return collateral value per loan and as-of date, dropping dates a line has no price for.
 
     `sources`, when given, are all the sources the lines' prices can come from: with one, every
     row names it without the costly per-group join of distinct names.
     """
     source = pl.lit(sources[0]) if sources and len(sources) == 1 else pl.col("source").unique().sort().str.join("+")
-    lagged = add_session_lag(lines, sessions, "price_date", "_price_lag")
-    lagged = add_session_lag(lagged, sessions, "fx_date", "_fx_lag")
     single = pl.len() == 1
     return (
-        lagged.group_by("loan_id", "as_of_date")
+        lines.group_by("loan_id", "as_of_date")
         .agg(
             # Summed in the book's line order, whatever threads and chunks the group-by uses, so a
             # loan's value is the same to the last bit in a daily run and in a backfill.
@@ -218,10 +321,17 @@ def compute_loan_ltv(
     stale_after: int = 3,
 ) -> pl.LazyFrame:
     """Return LTV, level, trigger prices and cure amounts (grain: loan x as-of date)."""
-    lines = value_collateral_lines(loans, collateral, as_of_dates, prices, fx_rates)
+    loans_now, lines_now = loans.collect(), collateral.collect()
     calendar = sessions.select("session_date").collect().to_series()
-    sources = prices.select(pl.col("source").drop_nulls().unique()).collect().to_series().to_list()
-    valued = aggregate_collateral(lines, calendar, stale_after, sources).join(loans, on="loan_id")
+    dates = as_of_dates.select("as_of_date").collect().to_series()
+    grid = build_price_grid(loans_now, lines_now, dates, prices, fx_rates, calendar)
+    return ltv_on_grid(loans_now, lines_now, grid, stale_after).lazy()
+
+
+def ltv_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid, stale_after: int) -> pl.DataFrame:
+    """Return LTV, level, trigger prices and cure amounts of `loans` from a shared grid (grain: loan x as-of date)."""
+    lines = value_lines_on_grid(loans, collateral, grid).lazy()
+    valued = aggregate_collateral(lines, stale_after, grid.sources).join(loans.lazy(), on="loan_id")
     days = (pl.col("as_of_date") - pl.col("accrual_start")).dt.total_days().clip(lower_bound=0)
     # Times the constant 1/360, not divided by 360: Polars divides a column by a scalar through its
     # reciprocal on longer columns only, so a one-day run and a backfill would round differently.
@@ -245,6 +355,7 @@ def compute_loan_ltv(
         )
         .select([pl.col(name).cast(dtype) for name, dtype in LTV_SCHEMA.items()])
         .sort("loan_id", "as_of_date")
+        .collect()
     )
 
 

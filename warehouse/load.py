@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 
 from marginwatch.faults import crash_point
+from transforms.alerts import PRIOR_SCHEMA
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 
 
@@ -20,14 +21,14 @@ from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 class RunOutput:
     """Everything one run publishes."""
 
-    raw: pl.DataFrame  # every bar fetched
+    raw: pl.DataFrame | list[Path]  # every bar fetched, or (a large run) its Parquet files
     prices: pl.DataFrame  # accepted staging rows
     fx_rates: pl.DataFrame
     ltv: pl.DataFrame | list[Path]  # rows of the loans whose partition this run replaces, or their Parquet files
     ltv_loan_ids: list[str]
     quarantined: pl.DataFrame  # raw bars held back, with `reasons`
     dq_results: pl.DataFrame  # one row per expectation and suite
-    alerts: pl.DataFrame | None = None  # alert records, with subject and body
+    alerts: pl.DataFrame | list[Path] | None = None  # alert records, with subject and body, or their Parquet files
     outbox: pl.DataFrame | None = None  # (alert_key, channel) to deliver
     stress: pl.DataFrame | None = None  # stress rows of the same loans and dates as `ltv`; None: not computed
     risk: pl.DataFrame | None = None  # risk rows of the same loans and dates as `ltv`; None: not computed
@@ -52,7 +53,7 @@ class RunRecord:
 def last_as_of_dates(con: duckdb.DuckDBPyConnection, loan_ids: list[str]) -> dict[str, dt.date]:
     """Return the latest as-of date already computed for each loan that has one."""
     rows = con.execute(
-        "SELECT loan_id, max(as_of_date) FROM marts.loan_ltv_daily WHERE loan_id IN (SELECT unnest(?)) GROUP BY 1",
+        "SELECT loan_id, as_of_date FROM marts.loan_ltv_latest WHERE loan_id IN (SELECT unnest(?))",
         [loan_ids],
     ).fetchall()
     return {loan_id: day for loan_id, day in rows}
@@ -102,6 +103,7 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         crash_point("load:fx")
         partition = (output.ltv_loan_ids, run.as_of_start, run.as_of_end)
         _replace_partition(con, "marts.loan_ltv_daily", output.ltv, *partition)
+        _refresh_kept_tables(con, output.ltv, *partition)
         crash_point("load:ltv")
         if output.stress is not None and output.risk is not None:
             _replace_partition(con, "marts.loan_stress_daily", output.stress, *partition)
@@ -121,13 +123,22 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
 
 
 def _insert_new_alerts(
-    con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, outbox: pl.DataFrame, run_id: str, now: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    alerts: pl.DataFrame | list[Path],
+    outbox: pl.DataFrame,
+    run_id: str,
+    now: dt.datetime,
 ) -> None:
     """Insert alerts whose key is new, and their deliveries; a rerun adds nothing twice."""
-    if not alerts.height:
+    if isinstance(alerts, list):  # a large run's alerts, set aside in Parquet partition by partition
+        if not alerts:
+            return
+        source, params = "read_parquet($files)", {"files": [str(f) for f in alerts]}
+    elif not alerts.height:
         return
-    stamped = alerts.with_columns(run_id=pl.lit(run_id), created_at=pl.lit(now).cast(pl.Datetime("us", "UTC")))
-    con.register("_alerts", stamped.to_arrow())
+    else:
+        con.register("_alerts", alerts.to_arrow())
+        source, params = "_alerts", {}
     con.register("_outbox", outbox.to_arrow())
     con.execute(
         "INSERT INTO meta.alert_outbox (alert_key, channel, status, attempts, created_at) "
@@ -136,10 +147,12 @@ def _insert_new_alerts(
         {"now": now},
     )
     con.execute(
-        "INSERT INTO marts.alerts BY NAME SELECT * FROM _alerts "
-        "WHERE alert_key NOT IN (SELECT alert_key FROM marts.alerts)"
+        f"INSERT INTO marts.alerts BY NAME SELECT *, $run_id AS run_id, $now AS created_at FROM {source} "
+        "WHERE alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
+        params | {"run_id": run_id, "now": now},
     )
-    con.unregister("_alerts")
+    if source == "_alerts":
+        con.unregister("_alerts")
     con.unregister("_outbox")
 
 
@@ -199,6 +212,60 @@ def _replace_partition(
         [loan_ids, start, end],
     )
     _append(con, table, rows)
+
+
+def _refresh_kept_tables(
+    con: duckdb.DuckDBPyConnection,
+    rows: pl.DataFrame | list[Path],
+    loan_ids: list[str],
+    start: dt.date | None,
+    end: dt.date | None,
+) -> None:
+    """Bring `marts.margin_call_days` and `marts.loan_ltv_latest` in line with a run's replaced LTV rows."""
+    if start is None or end is None or not loan_ids:
+        return
+    if isinstance(rows, list):
+        source = "read_parquet($files)"
+        params: dict[str, Any] = {"files": [str(f) for f in rows]}
+    else:
+        con.register("_run_ltv", rows.to_arrow())
+        source, params = "_run_ltv", {}
+    scope = {"ids": loan_ids, "start": start, "end": end}
+    in_range = "loan_id IN (SELECT unnest($ids)) AND as_of_date BETWEEN $start AND $end"
+    con.execute(f"DELETE FROM marts.margin_call_days WHERE {in_range}", scope)
+    con.execute(
+        f"INSERT INTO marts.margin_call_days BY NAME SELECT * FROM {source} "
+        "WHERE status IN ('margin_call', 'liquidation')",
+        params,
+    )
+    con.execute(f"DELETE FROM marts.loan_ltv_latest WHERE {in_range}", scope)  # those rows were just replaced
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _run_latest AS SELECT * FROM "
+        f"{source} QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1",
+        params,
+    )
+    con.execute(
+        "DELETE FROM marts.loan_ltv_latest t USING _run_latest n "
+        "WHERE t.loan_id = n.loan_id AND t.as_of_date < n.as_of_date"
+    )
+    con.execute(
+        "INSERT INTO marts.loan_ltv_latest BY NAME SELECT * FROM _run_latest "
+        "WHERE loan_id NOT IN (SELECT loan_id FROM marts.loan_ltv_latest)"
+    )
+    con.execute("DROP TABLE _run_latest")
+    if source == "_run_ltv":
+        con.unregister("_run_ltv")
+    # A published loan whose rows in range were all replaced by none falls back to its newest older row.
+    orphans = con.execute(
+        "SELECT unnest($ids) EXCEPT SELECT loan_id FROM marts.loan_ltv_latest", {"ids": loan_ids}
+    ).fetchall()
+    if orphans:
+        con.execute(
+            "INSERT INTO marts.loan_ltv_latest SELECT * FROM marts.loan_ltv_daily "
+            "WHERE loan_id IN (SELECT unnest($ids)) "
+            "QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1",
+            {"ids": [row[0] for row in orphans]},
+        )
 
 
 def _insert_run(
@@ -261,7 +328,23 @@ def record_dq_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, run
 
 
 def read_alert_prior(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before: dt.date) -> pl.DataFrame:
-    """Return each loan's status on its last session before `before` and the start of a breach open then."""
+    """Return each loan's status on its last session before `before` and the start of a breach open then.
+
+    A loan whose newest row is before `before` and calm is answered from `marts.loan_ltv_latest`;
+    only loans in a breach then, or rerun over older sessions, need their history read.
+    """
+    latest = con.sql(
+        "SELECT loan_id, status, as_of_date FROM marts.loan_ltv_latest WHERE loan_id IN (SELECT unnest($loans))",
+        params={"loans": loan_ids},
+    ).pl()
+    calm = latest.filter((pl.col("as_of_date") < before) & pl.col("status").is_in(["ok", "warning"]))
+    rest = latest.filter(~pl.col("loan_id").is_in(calm["loan_id"].implode()))["loan_id"].to_list()
+    answered = calm.select("loan_id", pl.col("status").alias("prior_status"), prior_episode_start=pl.lit(None, pl.Date))
+    found = pl.concat([answered, _read_history_prior(con, rest, before)]) if rest else answered
+    return found.select([pl.col(name).cast(dtype) for name, dtype in PRIOR_SCHEMA.items()])
+
+
+def _read_history_prior(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before: dt.date) -> pl.DataFrame:
     sql = """
         WITH history AS (
             SELECT loan_id, as_of_date, status FROM marts.loan_ltv_daily

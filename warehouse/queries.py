@@ -57,9 +57,8 @@ LATEST_STATUS_SQL = """
 SELECT l.loan_id, l.as_of_date, l.price_date, l.currency, l.ltv, l.status, l.distance_to_margin_call,
        l.margin_call_price, l.price, r.p_margin_call_10d, r.days_of_cover, l.collateral_value,
        l.loan_balance, l.is_stale, l.source
-FROM marts.loan_ltv_daily l
+FROM marts.loan_ltv_latest l
 LEFT JOIN marts.loan_risk_daily r ON r.loan_id = l.loan_id AND r.as_of_date = l.as_of_date AND r.method = 'ewma_mc'
-QUALIFY row_number() OVER (PARTITION BY l.loan_id ORDER BY l.as_of_date DESC) = 1
 ORDER BY l.loan_id
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -64,12 +65,29 @@ class SyntheticSource:
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return bars in [start, end] (grain: symbol x session date)."""
-        frames = [self._series(symbol, start, end) for symbol in sorted(set(symbols))]
-        if not frames:
+        parts = [self._series(symbol, start, end) for symbol in sorted(set(symbols))]
+        if not parts:
             return empty_bars()
-        return pl.concat(frames).select(list(RAW_BAR_SCHEMA))
+        columns = {name: np.concatenate([part[name] for part in parts]) for name in ("open", "high", "low", "close")}
+        volume = np.concatenate([part["volume"] for part in parts])
+        days = pl.concat([part["session_date"] for part in parts])
+        names = [part["symbol"] for part in parts]
+        counts = [len(part["close"]) for part in parts]
+        return pl.DataFrame(
+            {
+                "symbol": pl.Series(names, dtype=pl.String).gather(np.repeat(np.arange(len(names)), counts)),
+                "session_date": days,
+                **columns,
+                "adj_close": columns["close"],
+                "volume": volume,
+                "dividends": np.zeros(len(volume)),
+                "stock_splits": np.zeros(len(volume)),
+            },
+            schema=RAW_BAR_SCHEMA,
+        )
 
-    def _series(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+    def _series(self, symbol: str, start: dt.date, end: dt.date) -> dict[str, Any]:
+        """Return one symbol's bars in [start, end] as columns; the whole path is drawn so any range agrees."""
         is_fx = symbol.endswith("=X")
         days = self._fx_days if is_fx else self._stock_days
         rng = np.random.default_rng([self.seed, zlib.crc32(symbol.encode())])
@@ -81,9 +99,14 @@ class SyntheticSource:
         else:
             level = _fx_level(symbol) if is_fx else float(np.exp(rng.uniform(np.log(8), np.log(400))))
             closes = level * np.exp(_mean_reverting(shocks[0] * vol))
-        frame = _ohlcv(symbol, days, closes, shocks[1:], vol, is_fx)
-        frame = frame.filter(pl.col("close").is_not_nan())
-        return frame.filter(pl.col("session_date").is_between(start, end))
+        first, last = days.search_sorted(start, side="left"), days.search_sorted(end, side="right")
+        bars = _ohlcv(closes, shocks[1:], vol, is_fx)
+        bars = {name: values[first:last] for name, values in bars.items()}
+        priced = ~np.isnan(bars["close"])
+        return {name: values[priced] for name, values in bars.items()} | {
+            "symbol": symbol,
+            "session_date": days.slice(first, last - first).filter(pl.Series(priced)),
+        }
 
 
 def _fx_level(symbol: str) -> float:
@@ -112,10 +135,8 @@ def _story_path(days: pl.Series, story: list[tuple[dt.date, float]], shocks: np.
     return np.exp(log_path)
 
 
-def _ohlcv(
-    symbol: str, days: pl.Series, closes: np.ndarray, shocks: np.ndarray, vol: float, is_fx: bool
-) -> pl.DataFrame:
-    """Return consistent OHLCV bars around a close path (high >= open, close >= low)."""
+def _ohlcv(closes: np.ndarray, shocks: np.ndarray, vol: float, is_fx: bool) -> dict[str, np.ndarray]:
+    """Return consistent OHLCV columns around a close path (high >= open, close >= low)."""
     previous = np.concatenate([[closes[0]], closes[:-1]])
     previous = np.where(np.isnan(previous), closes, previous)  # first bar of a story symbol
     opens = previous * np.exp(shocks[0] * vol * 0.3)
@@ -123,18 +144,10 @@ def _ohlcv(
     low = np.minimum(opens, closes) * (1 - np.abs(shocks[2]) * vol * 0.5)
     volume = np.zeros(len(closes)) if is_fx else np.round(2e6 * np.exp(np.abs(shocks[1]) * 0.5))
     rounding = 4 if is_fx else 2
-    return pl.DataFrame(
-        {
-            "symbol": symbol,
-            "session_date": days,
-            "open": np.round(opens, rounding),
-            "high": np.round(high, rounding),
-            "low": np.round(low, rounding),
-            "close": np.round(closes, rounding),
-            "volume": volume,
-        }
-    ).with_columns(
-        adj_close=pl.col("close"),
-        dividends=pl.lit(0.0),
-        stock_splits=pl.lit(0.0),
-    )
+    return {
+        "open": np.round(opens, rounding),
+        "high": np.round(high, rounding),
+        "low": np.round(low, rounding),
+        "close": np.round(closes, rounding),
+        "volume": volume,
+    }

@@ -25,6 +25,8 @@ def test_the_book_benchmark_runs_and_the_pipeline_matches_the_sql_limit(tmp_path
         "latest status of every loan",
         "one loan's whole history",
         "a year's margin-call days",
+        "latest status, from loan_ltv_daily",
+        "margin-call days, from loan_ltv_daily",
     }
     assert size["daily_runs_s"] and size["pandas_sample_rows"] == 5 * 30
     assert [row["symbols_total"] for row in found["fetch"]] == [8, 8]

@@ -15,6 +15,8 @@ CONTENT = {
     "staging.fx_rates": "SELECT * EXCLUDE (run_id, fetched_at) FROM staging.fx_rates",
     "raw.market_bars": "SELECT DISTINCT * EXCLUDE (run_id, fetched_at) FROM raw.market_bars",
     "marts.loan_ltv_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily",
+    "marts.loan_ltv_latest": "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_latest",
+    "marts.margin_call_days": "SELECT * EXCLUDE (run_id) FROM marts.margin_call_days",
     "marts.loan_stress_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_stress_daily",
     "marts.loan_risk_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_risk_daily",
     "marts.alerts": "SELECT * EXCLUDE (run_id, created_at) FROM marts.alerts",

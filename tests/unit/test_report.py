@@ -243,3 +243,34 @@ def test_cli_report_prints_both_paths_and_maps_bad_dates_to_exit_2(
     code, _, err = main("--as-of", "2026-03-28")
     assert code == 2
     assert err == f"marginwatch: error: no LTV rows for 2026-03-28; the latest date available is {AS_OF}\n"
+
+
+def test_the_breach_table_of_a_book_in_a_crash_lists_the_riskiest_and_counts_every_row() -> None:
+    import datetime as dt
+
+    import polars as pl
+
+    from marginwatch.report_view import MAX_ROWS, breach_table
+
+    loans = pl.DataFrame({"loan_id": [f"L{i:03d}" for i in range(40)], "status": ["margin_call"] * 40})
+    day = dt.date(2026, 3, 24)
+    alerts = pl.DataFrame(  # two alerts for the even loans, none for the odd ones: 20 * 2 + 20 rows
+        [
+            {
+                "loan_id": f"L{i:03d}",
+                "level": "margin_call",
+                "as_of_date": day,
+                "kind": kind,
+                "subject": f"MARGIN CALL L{i:03d}",
+                "cure_deadline": None,
+                "sessions_left": None,
+                "delivered": 1,
+                "channels": 1,
+            }
+            for i in range(0, 40, 2)
+            for kind in ("level", "reminder")
+        ]
+    )
+    table = breach_table(alerts, loans)
+    assert len(table.rows) == MAX_ROWS == 50 and table.omitted == 60 - 50
+    assert [row[0].text for row in table.rows[:4]] == ["L000", "L000", "L001", "L002"]

@@ -21,4 +21,4 @@ def test_a_refusing_disk_is_one_line_naming_the_folder(tmp_path: Path) -> None:
     with pytest.raises(WarehouseError) as raised:
         _set_aside(pl.DataFrame({"ltv": [0.3]}), missing)
     message = str(raised.value)
-    assert message.startswith(f"{missing.parent}: cannot set LTV rows aside before publishing") and "\n" not in message
+    assert message.startswith(f"{missing.parent}: cannot set rows aside before publishing") and "\n" not in message

@@ -1,0 +1,99 @@
+"""The tables the load keeps beside the LTV mart always equal what they are defined from."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from expectations.gate import RESULT_SCHEMA
+from flows import run
+from flows.backfill import backfill
+from flows.daily import daily
+from marginwatch.config import Book, load_book
+from tests.integration.conftest import rows
+from tests.integration.test_warehouse import NOW, ltv_rows
+from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
+from warehouse.connection import open_writer
+from warehouse.load import RunOutput, RunRecord, publish_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+D = dt.date.fromisoformat
+
+LATEST = """SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily
+            QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1 ORDER BY loan_id"""
+BREACHES = """SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily
+              WHERE status IN ('margin_call', 'liquidation') ORDER BY loan_id, as_of_date"""
+
+
+def assert_kept_tables_agree(path: Path) -> None:
+    assert rows(path, "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_latest ORDER BY loan_id") == rows(path, LATEST)
+    kept = rows(path, "SELECT * EXCLUDE (run_id) FROM marts.margin_call_days ORDER BY loan_id, as_of_date")
+    assert kept == rows(path, BREACHES)
+
+
+@pytest.fixture
+def book(book_path: Path) -> Book:
+    return load_book(book_path)
+
+
+def test_kept_tables_follow_backfills_catch_ups_and_reruns_of_older_sessions(tmp_path: Path, book: Book) -> None:
+    path = tmp_path / "w.duckdb"
+    backfill(book, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
+    assert_kept_tables_agree(path)
+    assert rows(path, "SELECT count(*) FROM marts.margin_call_days")[0][0] > 0  # the story's crash is in range
+    daily(book, str(path), "synthetic", D("2026-04-17"))  # catches up every missed session
+    assert_kept_tables_agree(path)
+    backfill(book, str(path), D("2026-03-02"), D("2026-03-31"), "synthetic")  # older sessions again
+    assert_kept_tables_agree(path)
+    assert rows(path, "SELECT DISTINCT as_of_date FROM marts.loan_ltv_latest") == [(D("2026-04-17"),)]
+
+
+def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory, spilled = tmp_path / "memory.duckdb", tmp_path / "spilled.duckdb"
+    backfill(book, str(in_memory), D("2025-12-01"), D("2026-04-30"), "synthetic")
+    monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)
+    backfill(book, str(spilled), D("2025-12-01"), D("2026-04-30"), "synthetic")
+    assert not list(tmp_path.glob(".spilled.duckdb.spill-*"))  # the set-aside rows are gone once published
+    for table in ("marts.loan_ltv_daily", "marts.loan_ltv_latest", "marts.margin_call_days"):
+        sql = f"SELECT * EXCLUDE (run_id) FROM {table} ORDER BY loan_id, as_of_date"
+        assert rows(spilled, sql) == rows(in_memory, sql), table
+    alerts = "SELECT * EXCLUDE (run_id, created_at) FROM marts.alerts ORDER BY alert_key"
+    assert rows(spilled, alerts) == rows(in_memory, alerts)
+    assert_kept_tables_agree(spilled)
+
+
+def _publish_ltv(path: Path, ltv: pl.DataFrame, start: dt.date, end: dt.date, run_id: str) -> None:
+    record = RunRecord(run_id, "test", {}, "test", NOW, start, end, {"ltv_rows": ltv.height})
+    raw = pl.DataFrame(schema={name: dtype for name, dtype in PRICE_SCHEMA.items() if name != "is_unconfirmed"})
+    output = RunOutput(
+        raw,
+        pl.DataFrame(schema=PRICE_SCHEMA),
+        pl.DataFrame(schema=FX_SCHEMA),
+        ltv.with_columns(run_id=pl.lit(run_id)),
+        ["a"],
+        raw.with_columns(reasons=pl.lit("x")),
+        pl.DataFrame(schema=RESULT_SCHEMA),
+    )
+    with open_writer(path) as con:
+        publish_run(con, output, record)
+
+
+def test_a_loan_whose_newest_sessions_are_replaced_by_none_falls_back_to_its_newest_older_row(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.duckdb"
+    first, second = D("2026-01-05"), D("2026-01-06")
+    day_one = ltv_rows("ok").drop("run_id")
+    day_two = ltv_rows("margin_call").drop("run_id").with_columns(as_of_date=pl.lit(second), price_date=pl.lit(second))
+    _publish_ltv(path, pl.concat([day_one, day_two]), first, second, "r1")
+    assert rows(path, "SELECT as_of_date, status FROM marts.loan_ltv_latest") == [(second, "margin_call")]
+    assert rows(path, "SELECT as_of_date FROM marts.margin_call_days") == [(second,)]
+    _publish_ltv(path, day_two.head(0), second, second, "r2")  # the second session recomputed to nothing
+    assert rows(path, "SELECT as_of_date, status FROM marts.loan_ltv_latest") == [(first, "ok")]
+    assert rows(path, "SELECT count(*) FROM marts.margin_call_days") == [(0,)]
+    assert_kept_tables_agree(path)
