@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,30 +131,20 @@ def _insert_new_alerts(
     now: dt.datetime,
 ) -> None:
     """Insert alerts whose key is new, and their deliveries; a rerun adds nothing twice."""
-    if isinstance(alerts, list):  # a large run's alerts, set aside in Parquet partition by partition
-        if not alerts:
-            return
-        source, params = "read_parquet($files)", {"files": [str(f) for f in alerts]}
-    elif not alerts.height:
+    if _is_empty(alerts):
         return
-    else:
-        con.register("_alerts", alerts.to_arrow())
-        source, params = "_alerts", {}
-    con.register("_outbox", outbox.to_arrow())
-    con.execute(
-        "INSERT INTO meta.alert_outbox (alert_key, channel, status, attempts, created_at) "
-        "SELECT o.alert_key, o.channel, 'pending', 0, $now FROM _outbox o "
-        "WHERE o.alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
-        {"now": now},
-    )
-    con.execute(
-        f"INSERT INTO marts.alerts BY NAME SELECT *, $run_id AS run_id, $now AS created_at FROM {source} "
-        "WHERE alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
-        params | {"run_id": run_id, "now": now},
-    )
-    if source == "_alerts":
-        con.unregister("_alerts")
-    con.unregister("_outbox")
+    with _readable(con, outbox, "_outbox") as (deliveries, _), _readable(con, alerts, "_alerts") as (source, params):
+        con.execute(
+            "INSERT INTO meta.alert_outbox (alert_key, channel, status, attempts, created_at) "
+            f"SELECT o.alert_key, o.channel, 'pending', 0, $now FROM {deliveries} o "
+            "WHERE o.alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
+            {"now": now},
+        )
+        con.execute(
+            f"INSERT INTO marts.alerts BY NAME SELECT *, $run_id AS run_id, $now AS created_at FROM {source} "
+            "WHERE alert_key NOT IN (SELECT alert_key FROM marts.alerts)",
+            params | {"run_id": run_id, "now": now},
+        )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -173,17 +164,31 @@ def record_run_outcome(con: duckdb.DuckDBPyConnection, run: RunRecord, status: s
     con.execute("COMMIT")
 
 
-def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | list[Path]) -> None:
-    if isinstance(frame, list):  # a large run's rows, set aside in Parquet files partition by partition
-        if frame:
-            con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet($files)", {"files": [str(f) for f in frame]}
-            )
+@contextlib.contextmanager
+def _readable(
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame | list[Path], name: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (what SQL reads `rows` as, its parameters): a registered frame, or a large run's Parquet files."""
+    if isinstance(rows, list):
+        yield "read_parquet($files)", {"files": [str(f) for f in rows]}
         return
-    if frame.height:
-        con.register("_incoming", frame.to_arrow())
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-        con.unregister("_incoming")
+    con.register(name, rows.to_arrow())
+    try:
+        yield name, {}
+    finally:
+        with contextlib.suppress(duckdb.Error):  # after a failed statement the aborted transaction refuses it
+            con.unregister(name)
+
+
+def _is_empty(rows: pl.DataFrame | list[Path]) -> bool:
+    return not rows if isinstance(rows, list) else not rows.height
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | list[Path]) -> None:
+    if _is_empty(rows):
+        return
+    with _readable(con, rows, "_incoming") as (source, params):
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}", params)
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, keys: list[str]) -> None:
@@ -224,37 +229,31 @@ def _refresh_kept_tables(
     """Bring `marts.margin_call_days` and `marts.loan_ltv_latest` in line with a run's replaced LTV rows."""
     if start is None or end is None or not loan_ids:
         return
-    if isinstance(rows, list):
-        source = "read_parquet($files)"
-        params: dict[str, Any] = {"files": [str(f) for f in rows]}
-    else:
-        con.register("_run_ltv", rows.to_arrow())
-        source, params = "_run_ltv", {}
     scope = {"ids": loan_ids, "start": start, "end": end}
     in_range = "loan_id IN (SELECT unnest($ids)) AND as_of_date BETWEEN $start AND $end"
     con.execute(f"DELETE FROM marts.margin_call_days WHERE {in_range}", scope)
-    con.execute(
-        f"INSERT INTO marts.margin_call_days BY NAME SELECT * FROM {source} "
-        "WHERE status IN ('margin_call', 'liquidation')",
-        params,
-    )
     con.execute(f"DELETE FROM marts.loan_ltv_latest WHERE {in_range}", scope)  # those rows were just replaced
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _run_latest AS SELECT * FROM "
-        f"{source} QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1",
-        params,
-    )
-    con.execute(
-        "DELETE FROM marts.loan_ltv_latest t USING _run_latest n "
-        "WHERE t.loan_id = n.loan_id AND t.as_of_date < n.as_of_date"
-    )
-    con.execute(
-        "INSERT INTO marts.loan_ltv_latest BY NAME SELECT * FROM _run_latest "
-        "WHERE loan_id NOT IN (SELECT loan_id FROM marts.loan_ltv_latest)"
-    )
-    con.execute("DROP TABLE _run_latest")
-    if source == "_run_ltv":
-        con.unregister("_run_ltv")
+    if not _is_empty(rows):
+        with _readable(con, rows, "_run_ltv") as (source, params):
+            con.execute(
+                f"INSERT INTO marts.margin_call_days BY NAME SELECT * FROM {source} "
+                "WHERE status IN ('margin_call', 'liquidation')",
+                params,
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _run_latest AS SELECT * FROM "
+                f"{source} QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1",
+                params,
+            )
+        con.execute(
+            "DELETE FROM marts.loan_ltv_latest t USING _run_latest n "
+            "WHERE t.loan_id = n.loan_id AND t.as_of_date < n.as_of_date"
+        )
+        con.execute(
+            "INSERT INTO marts.loan_ltv_latest BY NAME SELECT * FROM _run_latest "
+            "WHERE loan_id NOT IN (SELECT loan_id FROM marts.loan_ltv_latest)"
+        )
+        con.execute("DROP TABLE _run_latest")
     # A published loan whose rows in range were all replaced by none falls back to its newest older row.
     orphans = con.execute(
         "SELECT unnest($ids) EXCEPT SELECT loan_id FROM marts.loan_ltv_latest", {"ids": loan_ids}
