@@ -261,7 +261,7 @@ def compute_ltv(
     for first in range(0, len(parts), WAVE):
         wave = parts[first : first + WAVE]
         lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
-        futures = compute_ltv_partition.map(wave, lines, unmapped(as_is(grid)), unmapped(stale_after))
+        futures = compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after))
         for part, future in zip(wave, futures, strict=True):
             yield part["loan_id"].to_list(), future.result()
         report("compute", min(first + WAVE, len(parts)), len(parts))
