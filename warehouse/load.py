@@ -17,6 +17,8 @@ from marginwatch.faults import crash_point
 from transforms.alerts import PRIOR_SCHEMA
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 
+BREACH_DAYS = "status IN ('margin_call', 'liquidation')"  # the rows `marts.margin_call_days` keeps
+
 
 @dataclass(frozen=True)
 class RunOutput:
@@ -104,7 +106,8 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         crash_point("load:fx")
         partition = (output.ltv_loan_ids, run.as_of_start, run.as_of_end)
         _replace_partition(con, "marts.loan_ltv_daily", output.ltv, *partition)
-        _refresh_kept_tables(con, output.ltv, *partition)
+        _replace_partition(con, "marts.margin_call_days", output.ltv, *partition, BREACH_DAYS)
+        _refresh_latest(con, output.ltv, *partition)
         crash_point("load:ltv")
         if output.stress is not None and output.risk is not None:
             _replace_partition(con, "marts.loan_stress_daily", output.stress, *partition)
@@ -184,11 +187,11 @@ def _is_empty(rows: pl.DataFrame | list[Path]) -> bool:
     return not rows if isinstance(rows, list) else not rows.height
 
 
-def _append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | list[Path]) -> None:
+def _append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | list[Path], where: str = "true") -> None:
     if _is_empty(rows):
         return
     with _readable(con, rows, "_incoming") as (source, params):
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}", params)
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source} WHERE {where}", params)
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, keys: list[str]) -> None:
@@ -208,38 +211,35 @@ def _replace_partition(
     loan_ids: list[str],
     start: dt.date | None,
     end: dt.date | None,
+    where: str = "true",
 ) -> None:
-    """Replace a mart's rows of these loans and as-of dates by `rows` (an idempotent rerun)."""
+    """Replace a mart's rows of these loans and as-of dates by those of `rows` meeting `where` (an idempotent rerun)."""
     if start is None or end is None or not loan_ids:
         return
     con.execute(
         f"DELETE FROM {table} WHERE loan_id IN (SELECT unnest(?)) AND as_of_date BETWEEN ? AND ?",
         [loan_ids, start, end],
     )
-    _append(con, table, rows)
+    _append(con, table, rows, where)
 
 
-def _refresh_kept_tables(
+def _refresh_latest(
     con: duckdb.DuckDBPyConnection,
     rows: pl.DataFrame | list[Path],
     loan_ids: list[str],
     start: dt.date | None,
     end: dt.date | None,
 ) -> None:
-    """Bring `marts.margin_call_days` and `marts.loan_ltv_latest` in line with a run's replaced LTV rows."""
+    """Bring `marts.loan_ltv_latest` in line with a run's replaced LTV rows: each loan's newest row wins."""
     if start is None or end is None or not loan_ids:
         return
-    scope = {"ids": loan_ids, "start": start, "end": end}
-    in_range = "loan_id IN (SELECT unnest($ids)) AND as_of_date BETWEEN $start AND $end"
-    con.execute(f"DELETE FROM marts.margin_call_days WHERE {in_range}", scope)
-    con.execute(f"DELETE FROM marts.loan_ltv_latest WHERE {in_range}", scope)  # those rows were just replaced
+    con.execute(  # those rows were just replaced
+        "DELETE FROM marts.loan_ltv_latest "
+        "WHERE loan_id IN (SELECT unnest($ids)) AND as_of_date BETWEEN $start AND $end",
+        {"ids": loan_ids, "start": start, "end": end},
+    )
     if not _is_empty(rows):
         with _readable(con, rows, "_run_ltv") as (source, params):
-            con.execute(
-                f"INSERT INTO marts.margin_call_days BY NAME SELECT * FROM {source} "
-                "WHERE status IN ('margin_call', 'liquidation')",
-                params,
-            )
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _run_latest AS SELECT * FROM "
                 f"{source} QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1",
