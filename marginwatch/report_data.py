@@ -23,7 +23,7 @@ SELECT l.*, l.ltv / l.margin_call_ltv AS risk_ratio,
             ELSE (SELECT min(f.base_currency) FROM staging.fx_rates f
                   WHERE f.session_date = l.fx_date AND f.quote_currency = l.currency AND f.rate = l.fx)
        END AS price_currency
-FROM marts.loan_ltv_daily l
+FROM {table} l
 WHERE l.as_of_date = $day
 ORDER BY risk_ratio DESC, l.loan_id
 """
@@ -37,12 +37,17 @@ QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) <= {HI
 ORDER BY loan_id, as_of_date
 """
 
+# Each loan's newest alert date, then its alerts on that date: a grouped maximum and a join, not a
+# window over every alert of the loans in breach (0.07 s against 0.4 to 1 s with 2.3M alerts).
 BREACH_ALERTS_SQL = """
-WITH latest AS (
-    SELECT * FROM marts.alerts
-    WHERE list_contains($loans::VARCHAR[], loan_id) AND as_of_date <= $day
-    QUALIFY rank() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1
-)
+WITH wanted AS (SELECT unnest($loans::VARCHAR[]) AS loan_id),
+newest AS (
+    SELECT a.loan_id, max(a.as_of_date) AS as_of_date
+    FROM marts.alerts a SEMI JOIN wanted USING (loan_id)
+    WHERE a.as_of_date <= $day
+    GROUP BY a.loan_id
+),
+latest AS (SELECT a.* FROM marts.alerts a JOIN newest USING (loan_id, as_of_date))
 SELECT a.alert_key, a.as_of_date, a.loan_id, a.kind, a.level, a.subject, a.cure_deadline, a.sessions_left,
        count(o.channel) AS channels, count(o.channel) FILTER (o.status = 'delivered') AS delivered
 FROM latest a LEFT JOIN meta.alert_outbox o USING (alert_key)
@@ -123,7 +128,7 @@ def _optional(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date, order:
 def read_report_data(con: duckdb.DuckDBPyConnection, as_of: dt.date | None) -> ReportData:
     """Return the report's data for `as_of` (default: the latest date with LTV rows)."""
     day = resolve_as_of(con, as_of)
-    loans = _frame(con, LOANS_SQL, day=day)
+    loans = _frame(con, LOANS_SQL.format(table=_loans_table(con, day)), day=day)
     charted = loans["loan_id"].head(CHART_LOANS).to_list()
     in_breach = loans.filter(pl.col("status").is_in(["margin_call", "liquidation"]))["loan_id"].to_list()
     run = _latest_run(con)
@@ -142,6 +147,19 @@ def read_report_data(con: duckdb.DuckDBPyConnection, as_of: dt.date | None) -> R
         checks_run=int(checks[0][0]),
         failed_checks=failed,
     )
+
+
+def _loans_table(con: duckdb.DuckDBPyConnection, day: dt.date) -> str:
+    """Return the table holding every loan's row on `day`: the latest-status table when `day` is its newest date.
+
+    On the newest date a loan's row there is its newest row, so the one-row-per-loan table has them
+    all without scanning every loan-day.
+    """
+    if _has_table(con, "marts.loan_ltv_latest"):  # absent from a warehouse not yet migrated
+        newest = con.execute("SELECT max(as_of_date) FROM marts.loan_ltv_latest").fetchall()[0][0]
+        if newest == day:
+            return "marts.loan_ltv_latest"
+    return "marts.loan_ltv_daily"
 
 
 def _latest_run(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

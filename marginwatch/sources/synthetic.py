@@ -62,6 +62,8 @@ class SyntheticSource:
         self._fx_days = pl.date_range(EPOCH, HORIZON, "1d", eager=True).filter(
             pl.date_range(EPOCH, HORIZON, "1d", eager=True).dt.weekday() <= 5
         )
+        # The same days as day numbers, for searching and cutting without a frame per symbol.
+        self._day_numbers = {False: _day_numbers(self._stock_days), True: _day_numbers(self._fx_days)}
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return bars in [start, end] (grain: symbol x session date)."""
@@ -70,7 +72,7 @@ class SyntheticSource:
             return empty_bars()
         columns = {name: np.concatenate([part[name] for part in parts]) for name in ("open", "high", "low", "close")}
         volume = np.concatenate([part["volume"] for part in parts])
-        days = pl.concat([part["session_date"] for part in parts])
+        days = pl.Series(np.concatenate([part["session_date"] for part in parts])).cast(pl.Date)
         names = [part["symbol"] for part in parts]
         counts = [len(part["close"]) for part in parts]
         return pl.DataFrame(
@@ -87,26 +89,41 @@ class SyntheticSource:
         )
 
     def _series(self, symbol: str, start: dt.date, end: dt.date) -> dict[str, Any]:
-        """Return one symbol's bars in [start, end] as columns; the whole path is drawn so any range agrees."""
+        """Return one symbol's bars in [start, end] as columns; the whole path is drawn so any range agrees.
+
+        Only the range (and the close before it) is turned into bars: every step after the path's
+        cumulative sum is element by element, so cutting first gives the same bits.
+        """
         is_fx = symbol.endswith("=X")
         days = self._fx_days if is_fx else self._stock_days
+        numbers = self._day_numbers[is_fx]
         rng = np.random.default_rng([self.seed, zlib.crc32(symbol.encode())])
         shocks = rng.standard_normal((4, len(days)))
         vol = 0.004 if is_fx else 0.022
+        first = int(np.searchsorted(numbers, _day_number(start), side="left"))
+        last = int(np.searchsorted(numbers, _day_number(end), side="right"))
         story = STORIES.get(symbol)
         if story:
             closes = _story_path(days, story, shocks[0], vol * 0.7)
         else:
             level = _fx_level(symbol) if is_fx else float(np.exp(rng.uniform(np.log(8), np.log(400))))
-            closes = level * np.exp(_mean_reverting(shocks[0] * vol))
-        first, last = days.search_sorted(start, side="left"), days.search_sorted(end, side="right")
-        bars = _ohlcv(closes, shocks[1:], vol, is_fx)
-        bars = {name: values[first:last] for name, values in bars.items()}
+            closes = level * np.exp(_mean_reverting(shocks[0][:last] * vol))  # a running sum: its prefix is exact
+        before = max(first - 1, 0)  # each bar opens from the close before it
+        bars = _ohlcv(closes[before:last], shocks[1:, before:last], vol, is_fx)
+        bars = {name: values[first - before :] for name, values in bars.items()}
         priced = ~np.isnan(bars["close"])
         return {name: values[priced] for name, values in bars.items()} | {
             "symbol": symbol,
-            "session_date": days.slice(first, last - first).filter(pl.Series(priced)),
+            "session_date": numbers[first:last][priced],
         }
+
+
+def _day_numbers(days: pl.Series) -> np.ndarray:
+    return days.cast(pl.Int32).to_numpy()
+
+
+def _day_number(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days
 
 
 def _fx_level(symbol: str) -> float:
