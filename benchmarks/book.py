@@ -11,8 +11,9 @@ Side by side in one invocation, each the median of `--runs` runs:
 5. typical queries: every loan's latest status, one loan's whole history, a year's margin-call days (from the
    tables the load keeps, and the first and last again from the daily mart itself, for comparison);
 6. fetching the book's symbols for one session through the yfinance adapter, replayed.
-Pipeline times exclude imports and the Prefect server's start, which are reported apart. It then
-checks that the pipeline's LTV rows equal the limit's (same keys, values within 1e-9 relative).
+Pipeline times exclude imports (with what a process builds once: GX suites, the exchange calendar)
+and the Prefect server's start, which are reported apart. It then checks that the pipeline's LTV rows
+equal the limit's (same keys, values within 1e-9 relative).
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def _child(args: argparse.Namespace) -> None:
     from expectations.gate import gx_context
     from flows.backfill import backfill
     from flows.daily import daily
-    from marginwatch import report_chart  # noqa: F401  (matplotlib, which the daily report loads on first use)
+    from marginwatch import calendar, report_chart  # noqa: F401  (matplotlib, which the daily report loads on first use)
+    from marginwatch.sources import synthetic  # noqa: F401  (loaded by the run on first use)
 
     gx_context()  # GX builds its suites once per process: part of starting up, not of the run
+    calendar.sessions_between(calendar.FIRST_DAY, calendar.LAST_DAY)  # the exchange calendar, built once per process
     imported = time.perf_counter()
     if args.child == "backfill":
         summary = backfill(args.book, args.warehouse, dt.date.fromisoformat(args.start), END, "synthetic")

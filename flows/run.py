@@ -191,12 +191,7 @@ def _pipeline(
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
     del fetched  # a whole book's bars: keep one copy, the labelled one
     history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
-    verdict = tasks.validate_incoming(
-        raw, history[0], plan.as_of_end, settings.max_close_move, record.run_id, history[1]
-    )
-    crash_point("run:validated")
-    staged = tasks.stage_bars(as_is(verdict))
-    verdict = replace(verdict, stocks=verdict.stocks.clear(), fx=verdict.fx.clear())  # staged now: free the copies
+    verdict, staged = tasks.gate_and_stage(raw, history, plan.as_of_end, settings.max_close_move, record.run_id)
     crash_point("run:staged")
     plan = _widen_for_revisions(plan, history, staged)
     record.as_of_start = plan.as_of_start

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import polars as pl
 from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
 from flows.plan import RunPlan
 from flows.progress import report
 from marginwatch import calendar
 from marginwatch.errors import SourceUnavailable
+from marginwatch.faults import crash_point
 from marginwatch.sources.base import RAW_BAR_SCHEMA, MarketSource
 from transforms.ltv import PriceGrid, build_price_grid, ltv_on_grid
 from transforms.quality import add_bar_checks, add_fx_checks, add_ltv_checks, apply_verdict, previous_bars
@@ -66,6 +68,16 @@ def release(*values: Any) -> None:
             context.run_results.pop(id(item), None)
 
 
+def let_go(future: PrefectFuture[Any]) -> None:
+    """Drop a finished task future's hold on its result, once the result is taken.
+
+    Prefect's future and the task runner's future refer to each other, so a finished one is freed
+    only by a full garbage collection, which a run of polars work, allocating few Python objects,
+    seldom triggers: each future kept its partition's million LTV rows (190 MB) until the run ended.
+    """
+    future.state.data = None
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the incoming-data gate let through, held back and found."""
@@ -76,6 +88,7 @@ class Verdict:
     results: pl.DataFrame  # one row per expectation and suite
     blocked_symbols: list[str]
     blocked_pairs: list[str]
+    table_blocked: bool = False  # a blocking bar check failed naming no rows: every symbol is held back
 
 
 def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -91,7 +104,8 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
 PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: computed, checked and set aside one after another
 WAVE = 2  # partitions computed at once on the task runner
 T = TypeVar("T")
-GATE_ROWS = 1_000_000  # rows GX checks at once: a whole book's bars go through the gate in parts
+GATE_ROWS = 1_000_000  # bars checked and staged at once: a whole book's bars go through the gate in batches
+LTV_GATE_ROWS = 1_000_000  # LTV rows GX checks at once (its pandas engine holds several copies of a part)
 FETCH_BATCH = 100  # symbols per fetch task: a 2,000-symbol book is 20 tasks, not 2,000
 
 
@@ -114,6 +128,7 @@ def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt
     frames, done = [], 0
     for batch, future in zip(batches, futures, strict=True):
         frames.append(future.result())
+        let_go(future)
         done += len(batch)
         report("fetch", done, len(symbols))
     return pl.concat(frames) if frames else pl.DataFrame(schema=RAW_BAR_SCHEMA)
@@ -185,6 +200,7 @@ def validate_incoming(
         pl.concat([bar_outcome.results, fx_outcome.results]),
         blocked_symbols,
         blocked_pairs,
+        bar_outcome.table_blocked,
     )
 
 
@@ -204,6 +220,71 @@ def stage_bars(verdict: Verdict) -> tuple[pl.DataFrame, pl.DataFrame]:
     staged = pl.collect_all([prices, rates])
     report("stage", 1, 1)
     return staged[0], staged[1]
+
+
+def gate_and_stage(
+    raw: pl.DataFrame,
+    history: tuple[pl.DataFrame, pl.DataFrame],
+    expected_newest: dt.date,
+    move_bound: float,
+    run_id: str,
+) -> tuple[Verdict, tuple[pl.DataFrame, pl.DataFrame]]:
+    """Gate and stage the incoming bars a batch of whole symbols (about GATE_ROWS bars) at a time.
+
+    A whole book's backfill brings millions of bars, and checking and staging them at once held
+    several copies of all of them. Every check but a table-wide one looks at one symbol's (or one
+    pair's) rows, so batches give the same verdict; a table-wide failure in any batch still holds
+    back every symbol. Returns the merged verdict (its accepted bars already staged, so left empty)
+    and the staged (prices, FX rates).
+    """
+    from expectations.gate import merge_results
+
+    verdicts, prices, rates = [], [], []
+    for batch in _symbol_batches(raw, GATE_ROWS):
+        verdict = validate_incoming(batch, history[0], expected_newest, move_bound, run_id, history[1])
+        crash_point("run:validated")
+        staged = stage_bars(as_is(verdict))
+        release(verdict, staged)
+        verdicts.append(replace(verdict, stocks=verdict.stocks.clear(), fx=verdict.fx.clear()))
+        prices.append(staged[0])
+        rates.append(staged[1])
+        del verdict, staged, batch
+    blocked_symbols = sorted({symbol for verdict in verdicts for symbol in verdict.blocked_symbols})
+    if any(verdict.table_blocked for verdict in verdicts):
+        blocked_symbols = sorted(raw.filter(~pl.col("symbol").str.ends_with("=X"))["symbol"].unique().to_list())
+    merged = Verdict(
+        verdicts[0].stocks,
+        verdicts[0].fx,
+        pl.concat([verdict.quarantined for verdict in verdicts], how="vertical_relaxed"),
+        merge_results([verdict.results for verdict in verdicts]),
+        blocked_symbols,
+        sorted({pair for verdict in verdicts for pair in verdict.blocked_pairs}),
+        any(verdict.table_blocked for verdict in verdicts),
+    )
+    staged_prices = pl.concat(prices).filter(~pl.col("symbol").is_in(blocked_symbols))
+    return merged, (staged_prices, pl.concat(rates))
+
+
+def _symbol_batches(raw: pl.DataFrame, most_rows: int) -> Iterator[pl.DataFrame]:
+    """Yield batches of whole symbols' bars of about `most_rows` rows, every FX bar in the first.
+
+    FX bars stay together because two Yahoo symbols can quote one pair (JPY=X and USDJPY=X), and
+    staging keeps one rate per pair and day.
+    """
+    is_fx = pl.col("symbol").str.ends_with("=X")
+    sizes = raw.filter(~is_fx).group_by("symbol").len().sort("symbol")
+    if raw.height <= most_rows or not sizes.height:
+        yield raw
+        return
+    groups = (
+        sizes.with_columns(batch=(pl.col("len").cum_sum() - 1) // most_rows)
+        .group_by("batch", maintain_order=True)
+        .agg("symbol")["symbol"]
+        .to_list()
+    )
+    yield pl.concat([raw.filter(is_fx), raw.filter(pl.col("symbol").is_in(groups[0]))])
+    for symbols in groups[1:]:  # one batch's copy at a time
+        yield raw.filter(pl.col("symbol").is_in(symbols))
 
 
 def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -263,7 +344,10 @@ def compute_ltv(
         lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
         futures = compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after))
         for part, future in zip(wave, futures, strict=True):
-            yield part["loan_id"].to_list(), future.result()
+            computed = future.result()
+            let_go(future)
+            yield part["loan_id"].to_list(), computed
+            del computed
         report("compute", min(first + WAVE, len(parts)), len(parts))
     release(grid)
 
@@ -303,7 +387,7 @@ def validate_ltv(ltv: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataF
     from expectations.gate import validate_in_parts
     from expectations.suites import LOAN_LTV
 
-    outcome = validate_in_parts(LOAN_LTV, add_ltv_checks(ltv), run_id, "loan_id", GATE_ROWS)
+    outcome = validate_in_parts(LOAN_LTV, add_ltv_checks(ltv), run_id, "loan_id", LTV_GATE_ROWS)
     accepted, _, blocked = apply_verdict(ltv, outcome.row_reasons, "loan_id")
     if outcome.table_blocked:
         blocked = sorted(ltv["loan_id"].unique().to_list())
