@@ -107,6 +107,7 @@ T = TypeVar("T")
 GATE_ROWS = 1_000_000  # bars checked and staged at once: a whole book's bars go through the gate in batches
 LTV_GATE_ROWS = 1_000_000  # LTV rows GX checks at once (its pandas engine holds several copies of a part)
 FETCH_BATCH = 100  # symbols per fetch task: a 2,000-symbol book is 20 tasks, not 2,000
+IS_FX = pl.col("symbol").str.ends_with("=X")  # a Yahoo FX symbol (JPY=X, EURUSD=X), not a stock
 
 
 @task(
@@ -175,8 +176,7 @@ def validate_incoming(
     from expectations.gate import validate_in_parts
     from expectations.suites import BARS, FX_RATES
 
-    is_fx = pl.col("symbol").str.ends_with("=X")
-    stocks, fx = raw.filter(~is_fx), raw.filter(is_fx)
+    stocks, fx = raw.filter(~IS_FX), raw.filter(IS_FX)
     sessions = calendar.sessions_between(calendar.FIRST_DAY, calendar.LAST_DAY)
     checked_stocks = add_bar_checks(stocks, previous_bars(history, stocks), sessions, expected_newest, move_bound)
     base, quote = fx_pair_expr(pl.col("symbol"))
@@ -249,9 +249,10 @@ def gate_and_stage(
         prices.append(staged[0])
         rates.append(staged[1])
         del verdict, staged, batch
+    table_blocked = any(verdict.table_blocked for verdict in verdicts)
     blocked_symbols = sorted({symbol for verdict in verdicts for symbol in verdict.blocked_symbols})
-    if any(verdict.table_blocked for verdict in verdicts):
-        blocked_symbols = sorted(raw.filter(~pl.col("symbol").str.ends_with("=X"))["symbol"].unique().to_list())
+    if table_blocked:
+        blocked_symbols = sorted(raw.filter(~IS_FX)["symbol"].unique().to_list())
     merged = Verdict(
         verdicts[0].stocks,
         verdicts[0].fx,
@@ -259,7 +260,7 @@ def gate_and_stage(
         merge_results([verdict.results for verdict in verdicts]),
         blocked_symbols,
         sorted({pair for verdict in verdicts for pair in verdict.blocked_pairs}),
-        any(verdict.table_blocked for verdict in verdicts),
+        table_blocked,
     )
     staged_prices = pl.concat(prices).filter(~pl.col("symbol").is_in(blocked_symbols))
     return merged, (staged_prices, pl.concat(rates))
@@ -271,9 +272,8 @@ def _symbol_batches(raw: pl.DataFrame, most_rows: int) -> Iterator[pl.DataFrame]
     FX bars stay together because two Yahoo symbols can quote one pair (JPY=X and USDJPY=X), and
     staging keeps one rate per pair and day.
     """
-    is_fx = pl.col("symbol").str.ends_with("=X")
-    sizes = raw.filter(~is_fx).group_by("symbol").len().sort("symbol")
-    if raw.height <= most_rows or not sizes.height:
+    sizes = raw.filter(~IS_FX).group_by("symbol").len().sort("symbol") if raw.height > most_rows else None
+    if sizes is None or not sizes.height:
         yield raw
         return
     groups = (
@@ -282,7 +282,7 @@ def _symbol_batches(raw: pl.DataFrame, most_rows: int) -> Iterator[pl.DataFrame]
         .agg("symbol")["symbol"]
         .to_list()
     )
-    yield pl.concat([raw.filter(is_fx), raw.filter(pl.col("symbol").is_in(groups[0]))])
+    yield pl.concat([raw.filter(IS_FX), raw.filter(pl.col("symbol").is_in(groups[0]))])
     for symbols in groups[1:]:  # one batch's copy at a time
         yield raw.filter(pl.col("symbol").is_in(symbols))
 
