@@ -12,9 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from marginwatch import calendar
+from marginwatch.bulk_messages import render_frame
 from marginwatch.config import Book
 from marginwatch.faults import crash_point
-from marginwatch.messages import render
 from marginwatch.notify import Delivery, Notifier
 from transforms.alerts import ALERT_SCHEMA, PRIOR_SCHEMA, find_level_alerts, find_operational_alerts, route_alerts
 from warehouse.connection import open_writer
@@ -60,11 +60,7 @@ def raise_alerts(
             find_operational_alerts(ltv, as_of_end, held_back, currencies),
         ]
     )
-    rendered = [render(row) for row in alerts.iter_rows(named=True)]
-    alerts = alerts.with_columns(
-        subject=pl.Series([r[0] for r in rendered], dtype=pl.String),
-        body=pl.Series([r[1] for r in rendered], dtype=pl.String),
-    )
+    alerts = render_frame(alerts)
     channels = [(c.name, c.min_level) for c in book.channels]
     recent = alerts.filter(pl.col("as_of_date") >= deliver_from)
     return alerts, route_alerts(recent, channels)
@@ -165,6 +161,4 @@ def failure_alert(flow: str, day: dt.date, error: str, source: str) -> pl.DataFr
         "detail": error,
         "source": source,
     }
-    frame = pl.DataFrame([row], schema=ALERT_SCHEMA)
-    subject_text, body = render(frame.row(0, named=True))
-    return frame.with_columns(subject=pl.lit(subject_text), body=pl.lit(body))
+    return render_frame(pl.DataFrame([row], schema=ALERT_SCHEMA))
