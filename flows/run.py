@@ -309,7 +309,8 @@ def _assess(
     settings = book.settings
     loans, pledged = lending
     history, staged = bars
-    sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end))
+    # A partition's risk figures look back over its loans' history, so that history counts in its size.
+    sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end)) + risk_history_sessions(book)
     size = tasks.partition_size(sessions, settings.ltv_partition_loans)
     found = _Assessment(spilled=_spills(loans, plan))
     risk_history = _risk_history(book, warehouse, markets, plan)

@@ -18,8 +18,17 @@ _EXACT = 2.0**52  # below this, a double's fraction is a multiple of its ulp and
 _QUIET = ("data_quality", "stale_source", "run_failed")  # kinds that carry a detail, not figures
 
 
+CHUNK_ROWS = 50_000  # alerts rendered at once: each holds a few dozen string columns while it is built
+
+
 def render_frame(alerts: pl.DataFrame) -> pl.DataFrame:
     """Return `alerts` with `subject` and `body` columns (grain unchanged: one row per alert)."""
+    if alerts.height <= CHUNK_ROWS:
+        return _render_chunk(alerts)
+    return pl.concat([_render_chunk(chunk) for chunk in alerts.iter_slices(CHUNK_ROWS)])
+
+
+def _render_chunk(alerts: pl.DataFrame) -> pl.DataFrame:
     framed = alerts.with_columns(subject=_subject(), body=_body())
     missing = (framed["subject"].is_null() | framed["body"].is_null()).arg_true()
     if missing.len() == 0:

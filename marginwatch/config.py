@@ -142,7 +142,7 @@ class Settings(_Strict):
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None  # an existing Dask scheduler, e.g. tcp://10.0.0.5:8786
     dask_workers: int = Field(default=2, ge=1, le=256)  # for a local cluster started per run
-    ltv_partition_loans: int = Field(default=2000, ge=1)
+    ltv_partition_loans: int = Field(default=20_000, ge=1)  # a partition is also at most ~1M loan-days
     backups_kept: int = Field(default=7, ge=0, le=1000)  # the daily flow's backups; 0 turns them off
     risk: RiskSettings = Field(default_factory=RiskSettings)
     reports_dir: Path | None = None  # where the daily flow writes its report (default: beside the warehouse)

@@ -53,6 +53,12 @@ def run_lock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+# DuckDB's own default is 80% of the machine's memory: a run publishing a whole book's backfill
+# would keep that much of the inserted data in its buffers beside the run's frames. Bounded, it
+# writes them out (spilling to `<warehouse>.tmp` if a statement must) and the run stays in budget.
+WRITER_MEMORY_LIMIT = "1GB"
+
+
 def _connect(path: Path, timeout: float, **kwargs: object) -> duckdb.DuckDBPyConnection:
     """Open the file, retrying while another process has it open for writing."""
     deadline = time.monotonic() + timeout
@@ -90,6 +96,7 @@ def open_writer(path: Path, timeout: float = 60.0) -> Iterator[duckdb.DuckDBPyCo
     """Yield a read-write connection with the schema migrated; the caller holds the run lock."""
     con = _connect(path, timeout)
     try:
+        con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
         migrate(con, path)
         yield con
     except (duckdb.IOException, duckdb.FatalException, duckdb.TransactionException) as exc:

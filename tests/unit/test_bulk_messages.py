@@ -102,3 +102,11 @@ def test_an_alert_the_reference_cannot_render_fails_the_same_way() -> None:
 def test_an_empty_frame_gets_empty_message_columns() -> None:
     rendered = render_frame(pl.DataFrame(schema=ALERT_SCHEMA))
     assert rendered.height == 0 and rendered.schema["subject"] == pl.String and rendered.schema["body"] == pl.String
+
+
+def test_a_frame_rendered_in_chunks_reads_as_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("marginwatch.bulk_messages.CHUNK_ROWS", 7)
+    rows = [alert(kind, level, ltv=figure) for figure in AWKWARD for kind, level in EVERY_KIND[:3]]
+    frame = _frame(rows)
+    assert frame.height > 7 * 10
+    assert _rendered(frame) == _expected(frame)
