@@ -420,7 +420,8 @@ def _fetch_waiting(source: MarketSource, symbols: list[str], plan: RunPlan, wait
     bars = tasks.fetch_bars(source, symbols, plan.fetch_start, plan.fetch_end)
     while True:
         newest = bars.group_by("symbol").agg(pl.col("session_date").max())
-        late = [s for s in symbols if not s.endswith("=X") and s not in _fresh(newest, plan.as_of_end)]
+        fresh = _fresh(newest, plan.as_of_end)
+        late = [s for s in symbols if not s.endswith("=X") and s not in fresh]
         remaining = deadline - time.monotonic()
         if not late or remaining <= 0:
             return bars
