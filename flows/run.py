@@ -71,6 +71,9 @@ class RunSummary:
         return [d for d in self.deliveries if d.error is not None]
 
 
+VALUED_PRICE_COLUMNS = ["symbol", "session_date", "close", "source", "is_unconfirmed"]
+
+
 def as_book(book: Book | str) -> Book:
     """Return the book itself, or the book loaded from a TOML path."""
     return load_book(Path(book)) if isinstance(book, str) else book
@@ -206,6 +209,10 @@ def _pipeline(
         large = _spills(ready, plan)
         kept_raw: pl.DataFrame | list[Path] = [_set_aside(raw, Path(spill) / "raw.parquet")] if large else raw
         del raw  # a large run's bars wait on disk for the publishing transaction
+        kept_prices: pl.DataFrame | list[Path] = staged[0]
+        if large:  # so do its staged prices: valuing the loans needs five of their fourteen columns
+            kept_prices = [_set_aside(staged[0], Path(spill) / "prices.parquet")]
+            history, staged = _valued_only(history), _valued_only(staged)
         markets = (stocks, pairs)
         lending, bars = (ready, pledged), (history, staged)
         found = _assess(book, warehouse, markets, lending, bars, plan, record, prior, deliver_from, Path(spill))
@@ -229,7 +236,7 @@ def _pipeline(
         crash_point("run:alerts")
         output = RunOutput(
             kept_raw,
-            staged[0],
+            kept_prices,
             staged[1],
             found.files if found.spilled else pl.concat(found.ltv),
             found.published,
@@ -346,6 +353,11 @@ def _assess(
     crash_point("run:computed")
     found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
     return found
+
+
+def _valued_only(bars: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return staged prices with only the columns that value collateral (and FX rates as they are)."""
+    return bars[0].select(VALUED_PRICE_COLUMNS), bars[1]
 
 
 def _spills(loans: pl.DataFrame, plan: RunPlan) -> bool:

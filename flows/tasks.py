@@ -288,8 +288,8 @@ def _symbol_batches(raw: pl.DataFrame, most_rows: int) -> Iterator[pl.DataFrame]
 
 
 def _newest(history: pl.DataFrame, incoming: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Return history with rows replaced by incoming ones on the same keys."""
-    return pl.concat([history.join(incoming.select(keys), on=keys, how="anti"), incoming])
+    """Return history with rows replaced by incoming ones on the same keys (in the incoming rows' columns)."""
+    return pl.concat([history.join(incoming.select(keys), on=keys, how="anti").select(incoming.columns), incoming])
 
 
 @task(name="price-grid", cache_policy=NO_CACHE)

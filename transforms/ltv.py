@@ -133,6 +133,9 @@ def add_session_lag(frame: pl.LazyFrame, sessions: pl.Series, date_col: str, lag
     return frame.with_columns(lag.cast(pl.Int32).alias(lag_col))
 
 
+GRID_KEYS = 1_000  # (symbol, valuation window) keys of the price grid built at once
+
+
 @dataclass(frozen=True)
 class PriceGrid:
     """Every price and FX rate a book's lines need, on every as-of date, for lines to gather by position.
@@ -190,22 +193,9 @@ def build_price_grid(
     lines = _line_keys(loans, collateral)
     price_keys = lines.select("symbol", "valuation_window").unique().sort("symbol", "valuation_window")
     price_keys = price_keys.with_row_index("_key")
-    windows = price_keys["valuation_window"].unique().sort().to_list() or [1]
-    wanted = price_keys.lazy().select("symbol", "valuation_window")
-    windowed = add_windowed_prices(prices, windows).join(wanted, on=["symbol", "valuation_window"], how="semi")
-    priced = (
-        _dense(price_keys, dates)
-        .lazy()
-        .join_asof(
-            windowed.rename({"session_date": "price_date"}).sort("price_date"),
-            left_on="as_of_date",
-            right_on="price_date",
-            by=["symbol", "valuation_window"],
-            strategy="backward",
-            check_sortedness=False,  # dates ascend within every key, and asof matches within a key
-        )
-    )
-    priced = add_session_lag(priced, sessions, "price_date", "_price_lag")
+    # Built GRID_KEYS keys at a time: a whole book's windowed bars and dense key-days at once took
+    # several times the finished grid's memory. Keys in order, so row k * n + d stays key k's.
+    priced = [_priced_keys(chunk, dates, prices, sessions).collect() for chunk in price_keys.iter_slices(GRID_KEYS)]
     pair_keys = lines.select("pair").drop_nulls().unique().sort("pair").with_row_index("_pair")
     rates = fx_rates.select("pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx"))
     converted = (
@@ -221,14 +211,33 @@ def build_price_grid(
         )
     )
     converted = add_session_lag(converted, sessions, "fx_date", "_fx_lag")
-    grids = pl.collect_all(
-        [
-            priced.select("price_date", "price", "source", "is_unconfirmed", "_price_lag"),
-            converted.select("fx_date", "fx", "_fx_lag"),
-        ]
+    grid = pl.concat(priced) if priced else _priced_keys(price_keys, dates, prices, sessions).collect()
+    del priced
+    rates_grid = converted.select("fx_date", "fx", "_fx_lag").collect()
+    sources = grid["source"].drop_nulls().unique().sort().to_list()
+    return PriceGrid(dates, price_keys, grid, pair_keys, rates_grid, sources)
+
+
+def _priced_keys(keys: pl.DataFrame, dates: pl.Series, prices: pl.LazyFrame, sessions: pl.Series) -> pl.LazyFrame:
+    """Return the grid rows of `keys` (symbol, valuation window), key-major and date-minor."""
+    windows = keys["valuation_window"].unique().sort().to_list() or [1]
+    symbols = prices.filter(pl.col("symbol").is_in(keys["symbol"].unique().implode()))
+    wanted = keys.lazy().select("symbol", "valuation_window")
+    windowed = add_windowed_prices(symbols, windows).join(wanted, on=["symbol", "valuation_window"], how="semi")
+    priced = (
+        _dense(keys, dates)
+        .lazy()
+        .join_asof(
+            windowed.rename({"session_date": "price_date"}).sort("price_date"),
+            left_on="as_of_date",
+            right_on="price_date",
+            by=["symbol", "valuation_window"],
+            strategy="backward",
+            check_sortedness=False,  # dates ascend within every key, and asof matches within a key
+        )
     )
-    sources = grids[0]["source"].drop_nulls().unique().sort().to_list()
-    return PriceGrid(dates, price_keys, grids[0], pair_keys, grids[1], sources)
+    lagged = add_session_lag(priced, sessions, "price_date", "_price_lag")
+    return lagged.select("price_date", "price", "source", "is_unconfirmed", "_price_lag")
 
 
 def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid) -> pl.DataFrame:

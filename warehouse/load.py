@@ -25,7 +25,7 @@ class RunOutput:
     """Everything one run publishes."""
 
     raw: pl.DataFrame | list[Path]  # every bar fetched, or (a large run) its Parquet files
-    prices: pl.DataFrame  # accepted staging rows
+    prices: pl.DataFrame | list[Path]  # accepted staging rows, or (a large run) their Parquet files
     fx_rates: pl.DataFrame
     ltv: pl.DataFrame | list[Path]  # rows of the loans whose partition this run replaces, or their Parquet files
     ltv_loan_ids: list[str]
@@ -199,14 +199,13 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | lis
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source} WHERE {where}", params)
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, keys: list[str]) -> None:
-    if not frame.height:
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame | list[Path], keys: list[str]) -> None:
+    if _is_empty(rows):
         return
     key_list = ", ".join(keys)
-    con.register("_incoming", frame.to_arrow())
-    con.execute(f"DELETE FROM {table} WHERE ({key_list}) IN (SELECT ({key_list}) FROM _incoming)")
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-    con.unregister("_incoming")
+    with _readable(con, rows, "_incoming") as (source, params):
+        con.execute(f"DELETE FROM {table} WHERE ({key_list}) IN (SELECT ({key_list}) FROM {source})", params)
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}", params)
 
 
 def _replace_partition(

@@ -59,8 +59,12 @@ def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
     monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)
     backfill(book, str(spilled), D("2025-12-01"), D("2026-04-30"), "synthetic")
     assert not list(tmp_path.glob(".spilled.duckdb.spill-*"))  # the set-aside rows are gone once published
-    for table in ("marts.loan_ltv_daily", "marts.loan_ltv_latest", "marts.margin_call_days"):
-        sql = f"SELECT * EXCLUDE (run_id) FROM {table} ORDER BY loan_id, as_of_date"
+    for table in ("marts.loan_ltv_daily", "marts.loan_ltv_latest", "marts.margin_call_days", "marts.loan_risk_daily"):
+        sql = f"SELECT * EXCLUDE (run_id) FROM {table} ORDER BY ALL"
+        assert rows(spilled, sql) == rows(in_memory, sql), table
+    assert rows(spilled, "SELECT count(*) FROM marts.loan_risk_daily")[0][0] > 0  # risk valued from the slim prices
+    for table in ("staging.prices", "raw.market_bars"):  # set aside in Parquet, then published in full
+        sql = f"SELECT * EXCLUDE (run_id, fetched_at) FROM {table} ORDER BY ALL"
         assert rows(spilled, sql) == rows(in_memory, sql), table
     alerts = "SELECT * EXCLUDE (run_id, created_at) FROM marts.alerts ORDER BY alert_key"
     assert rows(spilled, alerts) == rows(in_memory, alerts)

@@ -445,3 +445,20 @@ def test_shares_follow_every_split_after_the_date_they_are_stated_at() -> None:
     # NVDA's split predates b's statement: unchanged; a 0.0 ratio is "no split".
     assert adjusted["shares"].to_list() == [6000.0, 3000.0, 10.0]
     assert adjusted.columns == collateral.columns
+
+
+def test_a_price_grid_built_a_few_keys_at_a_time_gives_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    loans = [loan(f"L{i}", principal=100.0 + i, valuation_window=1 + i % 3) for i in range(7)]
+    lines = [pledge(f"L{i}", symbols[(i + j) % 5], 1.0 + j) for i in range(7) for j in range(1 + i % 3)]
+    # Bars with gaps (a symbol missing on some sessions) so carried-forward prices and lags differ by key.
+    prices = [
+        (symbol, day, 10.0 + k * 3 + d * 0.5, "yahoo")
+        for k, symbol in enumerate(symbols)
+        for d, day in enumerate(SESSIONS)
+        if (k + d) % 4
+    ]
+    whole = run(loans, lines, SESSIONS[1:], prices)
+    monkeypatch.setattr("transforms.ltv.GRID_KEYS", 2)
+    assert run(loans, lines, SESSIONS[1:], prices).equals(whole)
+    assert whole.height > 7 * 5 and whole["sessions_since_price"].max() >= 1
