@@ -28,7 +28,7 @@ from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, W
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
-from transforms.ltv import LTV_SCHEMA, adjust_shares_for_splits
+from transforms.ltv import LTV_SCHEMA, VALUED_PRICE_COLUMNS, adjust_shares_for_splits
 from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
@@ -69,9 +69,6 @@ class RunSummary:
     def undelivered(self) -> list[Delivery]:
         """Return the deliveries a channel did not acknowledge."""
         return [d for d in self.deliveries if d.error is not None]
-
-
-VALUED_PRICE_COLUMNS = ["symbol", "session_date", "close", "source", "is_unconfirmed"]
 
 
 def as_book(book: Book | str) -> Book:

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from marginwatch.messages import TITLES, render
+from marginwatch.messages import DETAIL_KINDS, SYNTHETIC_NOTE, TITLES, UNCONFIRMED_NOTE, render
 
 _SPLIT = 134217729.0  # 2**27 + 1: Dekker's split of a double into two halves of 26 bits
 _EXACT = 2.0**52  # below this, a double's fraction is a multiple of its ulp and 0.5 is one too
-_QUIET = ("data_quality", "stale_source", "run_failed")  # kinds that carry a detail, not figures
-
-
 CHUNK_ROWS = 50_000  # alerts rendered at once: each holds a few dozen string columns while it is built
 
 
@@ -209,14 +206,14 @@ def _body() -> pl.Expr:
     notes = pl.concat_str(
         _optional(
             pl.col("is_unconfirmed").fill_null(False),
-            pl.lit("Note: UNCONFIRMED: the price moved beyond the bound in one session; confirm before acting"),
+            _line("Note", pl.lit(UNCONFIRMED_NOTE)),
         ),
-        _optional(pl.col("source") == "synthetic", pl.lit("Note: SYNTHETIC DATA, not market prices")),
+        _optional(pl.col("source") == "synthetic", _line("Note", pl.lit(SYNTHETIC_NOTE))),
         pl.lit("\n"),
         _line("Alert key", _as_text("alert_key")),
     )
     middle = (
-        pl.when(pl.col("kind").is_in(_QUIET))
+        pl.when(pl.col("kind").is_in(DETAIL_KINDS))
         .then(quiet)
         .otherwise(
             pl.concat_str(figures, _optional(pl.col("cure_deadline").is_not_null(), _line("Cure deadline", deadline)))

@@ -6,6 +6,9 @@ import html
 from typing import Any
 
 TITLES = {"warning": "WARNING", "margin_call": "MARGIN CALL", "liquidation": "LIQUIDATION", "ok": "OK"}
+DETAIL_KINDS = ("data_quality", "stale_source", "run_failed")  # kinds that carry a detail, not figures
+UNCONFIRMED_NOTE = "UNCONFIRMED: the price moved beyond the bound in one session; confirm before acting"
+SYNTHETIC_NOTE = "SYNTHETIC DATA, not market prices"
 
 
 def _pct(value: float | None) -> str:
@@ -61,7 +64,7 @@ def lines(alert: dict[str, Any]) -> list[tuple[str, str]]:
     """Return the (label, value) lines both bodies show."""
     currency = alert.get("currency")
     rows = [("Loan", f"{alert['loan_id']} ({currency})"), ("Alert", f"{alert['kind']}: {alert['level']}")]
-    if alert["kind"] in ("data_quality", "stale_source", "run_failed"):
+    if alert["kind"] in DETAIL_KINDS:
         rows.append(("As of", str(alert["as_of_date"])))
         rows.append(("Detail", str(alert.get("detail") or "")))
     else:
@@ -81,9 +84,9 @@ def lines(alert: dict[str, Any]) -> list[tuple[str, str]]:
                 ("Cure deadline", f"{alert['cure_deadline']} ({_left(alert)}; breach since {alert['episode_start']})")
             )
     if alert.get("is_unconfirmed"):
-        rows.append(("Note", "UNCONFIRMED: the price moved beyond the bound in one session; confirm before acting"))
+        rows.append(("Note", UNCONFIRMED_NOTE))
     if alert.get("source") == "synthetic":
-        rows.append(("Note", "SYNTHETIC DATA, not market prices"))
+        rows.append(("Note", SYNTHETIC_NOTE))
     rows.append(("Alert key", str(alert["alert_key"])))
     return rows
 

@@ -94,6 +94,10 @@ def adjust_shares_for_splits(collateral: pl.DataFrame, splits: pl.DataFrame) -> 
     )
 
 
+# The staged columns that value a line; a large run keeps only these in memory.
+VALUED_PRICE_COLUMNS = ["symbol", "session_date", "close", "source", "is_unconfirmed"]
+
+
 def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
     """Return the mean close of each symbol's last `window` bars (grain: symbol x window x date).
 
@@ -101,9 +105,7 @@ def add_windowed_prices(prices: pl.LazyFrame, windows: list[int]) -> pl.LazyFram
     """
     if "is_unconfirmed" not in prices.collect_schema().names():
         prices = prices.with_columns(is_unconfirmed=pl.lit(False))
-    ordered = prices.select("symbol", "session_date", "close", "source", "is_unconfirmed").sort(
-        "symbol", "session_date"
-    )
+    ordered = prices.select(VALUED_PRICE_COLUMNS).sort("symbol", "session_date")
     return pl.concat(
         [
             ordered.with_columns(
@@ -195,7 +197,8 @@ def build_price_grid(
     price_keys = price_keys.with_row_index("_key")
     # Built GRID_KEYS keys at a time: a whole book's windowed bars and dense key-days at once took
     # several times the finished grid's memory. Keys in order, so row k * n + d stays key k's.
-    priced = [_priced_keys(chunk, dates, prices, sessions).collect() for chunk in price_keys.iter_slices(GRID_KEYS)]
+    chunks = list(price_keys.iter_slices(GRID_KEYS)) or [price_keys]
+    grid = pl.concat([_priced_keys(chunk, dates, prices, sessions).collect() for chunk in chunks])
     pair_keys = lines.select("pair").drop_nulls().unique().sort("pair").with_row_index("_pair")
     rates = fx_rates.select("pair", pl.col("session_date").alias("fx_date"), pl.col("rate").alias("fx"))
     converted = (
@@ -211,8 +214,6 @@ def build_price_grid(
         )
     )
     converted = add_session_lag(converted, sessions, "fx_date", "_fx_lag")
-    grid = pl.concat(priced) if priced else _priced_keys(price_keys, dates, prices, sessions).collect()
-    del priced
     rates_grid = converted.select("fx_date", "fx", "_fx_lag").collect()
     sources = grid["source"].drop_nulls().unique().sort().to_list()
     return PriceGrid(dates, price_keys, grid, pair_keys, rates_grid, sources)
