@@ -6,6 +6,7 @@ measured faster and simpler than a SQL data source on the warehouse file (see RE
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import warnings
@@ -77,6 +78,36 @@ def gx_context() -> Any:
 
 def validate(suite: str, frame: pl.DataFrame, run_name: str) -> SuiteOutcome:
     """Validate `frame` against `suite` and return per-expectation results and failing rows."""
+    try:
+        return _validate(suite, frame, run_name)
+    finally:
+        _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory GX's pandas engine freed back to the system (glibc only; elsewhere nothing to do).
+
+    glibc keeps freed blocks in its heap for reuse, and pandas' many mid-sized temporaries leave it
+    fragmented: across a backfill's LTV partitions the process grew by a gigabyte it no longer used
+    (peak 3.9 GiB at 25.2M loan-days; 3.4 GiB with this, at the same speed).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc (musl, macOS, Windows): no trim to call
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_malloc_trim = _find_malloc_trim()
+
+
+def _validate(suite: str, frame: pl.DataFrame, run_name: str) -> SuiteOutcome:
     from great_expectations.core.run_identifier import RunIdentifier
 
     checks = {check.name: check for check in SUITES[suite]()}

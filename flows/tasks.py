@@ -102,7 +102,9 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: computed, checked and set aside one after another
-WAVE = 2  # partitions computed at once on the task runner
+# Partitions computed at once on the task runner. Polars already uses every core within one: two at
+# once measured no faster on a 25.2M loan-day backfill (125.7 s against 120.6 s) and held 0.8 GiB more.
+WAVE = 1
 T = TypeVar("T")
 GATE_ROWS = 1_000_000  # bars checked and staged at once: a whole book's bars go through the gate in batches
 LTV_GATE_ROWS = 1_000_000  # LTV rows GX checks at once (its pandas engine holds several copies of a part)

@@ -8,6 +8,7 @@ and validates again. The coverage tests fail when a suite gains a check without 
 from __future__ import annotations
 
 import datetime as dt
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -560,3 +561,17 @@ def test_validating_in_parts_gives_the_whole_frames_results_and_failing_rows() -
     compared = ["check_name", "success", "unexpected_count", "element_count"]
     assert parts.results.select(compared).to_dicts() == whole.results.select(compared).to_dicts()
     assert parts.table_blocked == whole.table_blocked
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="only glibc keeps freed memory to trim")
+def test_freed_memory_is_handed_back_after_each_validation(
+    bars_input: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After GX runs a suite, glibc is asked to return what pandas freed (a backfill's peak depends on it)."""
+    import expectations.gate as gate
+
+    assert gate._malloc_trim is not None
+    calls: list[int] = []
+    monkeypatch.setattr(gate, "_malloc_trim", lambda pad: calls.append(pad) or 1)
+    validate(BARS, check_bars(bars_input), "trim")
+    assert calls == [0]
