@@ -58,18 +58,24 @@ def add_episodes(ltv: pl.DataFrame, prior: pl.DataFrame, cure_days: pl.DataFrame
     `cure_period_days` NASDAQ sessions after its first session.
     """
     index = pl.DataFrame({"as_of_date": sessions, "_idx": pl.int_range(len(sessions), eager=True, dtype=pl.Int32)})
+    # Rows in loan and date order first, and everything that reads the order worked out before the
+    # joins (which keep it anyway): the loan as a number, the row before, and where breaches open.
+    same_loan = pl.col("_loan") == pl.col("_loan").shift(1)
     ordered = (
         ltv.sort("loan_id", "as_of_date")
-        .join(prior, on="loan_id", how="left")
-        .join(cure_days, on="loan_id", how="left")
-        .join(index, on="as_of_date", how="left")
+        .with_columns(_loan=pl.col("loan_id").rle_id(), _breach=_rank("status") >= BREACH_RANK)
         .with_columns(
-            previous_level=pl.col("status").shift(1).over("loan_id").fill_null(pl.col("prior_status")).fill_null("ok")
+            _previous=pl.when(same_loan).then(pl.col("status").shift(1)),
+            _opens=pl.col("_breach") & ~(same_loan & pl.col("_breach").shift(1)).fill_null(False),
+            _calm_run=(~pl.col("_breach")).cum_sum().over("_loan"),
         )
-        .with_columns(_breach=_rank("status") >= BREACH_RANK, _first=pl.col("as_of_date").min().over("loan_id"))
-        .with_columns(_calm_run=(~pl.col("_breach")).cum_sum().over("loan_id"))
+        # A breach's first session, carried down its rows (a loan's first row opens one if it is in breach).
+        .with_columns(_started=pl.when(pl.col("_opens")).then(pl.col("as_of_date")).forward_fill())
+        .join(prior, on="loan_id", how="left", maintain_order="left")
+        .join(cure_days, on="loan_id", how="left", maintain_order="left")
+        .join(index, on="as_of_date", how="left", maintain_order="left")
+        .with_columns(previous_level=pl.col("_previous").fill_null(pl.col("prior_status")).fill_null("ok"))
     )
-    started = pl.col("as_of_date").filter(pl.col("_breach")).min().over("loan_id", "_calm_run")
     # A breach open before the range (no calm session in between) started where the prior says.
     carried = (pl.col("_calm_run") == 0) & pl.col("prior_episode_start").is_not_null()
     episodes = ordered.with_columns(
@@ -77,20 +83,22 @@ def add_episodes(ltv: pl.DataFrame, prior: pl.DataFrame, cure_days: pl.DataFrame
         .then(None)
         .when(carried)
         .then(pl.col("prior_episode_start"))
-        .otherwise(started)
+        .otherwise(pl.col("_started"))
     )
-    episodes = episodes.join(
-        index.rename({"as_of_date": "episode_start", "_idx": "_start_idx"}), on="episode_start", how="left"
-    ).with_columns(_deadline_idx=pl.col("_start_idx") + pl.col("cure_period_days"))
+    starts = index.rename({"as_of_date": "episode_start", "_idx": "_start_idx"})
     deadlines = index.rename({"as_of_date": "cure_deadline", "_idx": "_deadline_idx"})
     return (
-        episodes.join(deadlines, on="_deadline_idx", how="left")
+        episodes.join(starts, on="episode_start", how="left", maintain_order="left")
+        .with_columns(_deadline_idx=pl.col("_start_idx") + pl.col("cure_period_days"))
+        .join(deadlines, on="_deadline_idx", how="left", maintain_order="left")
         .with_columns(sessions_left=(pl.col("_deadline_idx") - pl.col("_idx")).cast(pl.Int32))
-        .sort("loan_id", "as_of_date")
         .drop(
+            "_loan",
             "_breach",
-            "_first",
+            "_previous",
+            "_opens",
             "_calm_run",
+            "_started",
             "_idx",
             "_start_idx",
             "_deadline_idx",
@@ -109,7 +117,10 @@ def find_level_alerts(
     `level` when the level rises (also when one is skipped), `recovery` when it falls, and a
     daily `reminder` with the cure deadline while a loan stays at margin call or above.
     """
-    rows = add_episodes(ltv, prior, cure_days, sessions)
+    # Episodes on the three columns they read; the figures of the ~10% of rows that alert are
+    # gathered afterwards, rather than every LTV column carried through the sorts and joins.
+    keys = ltv.select("loan_id", "as_of_date", "status").with_row_index("_row")
+    rows = add_episodes(keys, prior, cure_days, sessions)
     rank, previous = _rank("status"), _rank("previous_level")
     kind = (
         pl.when(rank > previous)
@@ -119,9 +130,11 @@ def find_level_alerts(
         .when(rank >= BREACH_RANK)
         .then(pl.lit("reminder"))
     )
+    alerting = rows.with_columns(kind=kind).filter(pl.col("kind").is_not_null())
+    figures = ltv.select([n for n in ALERT_SCHEMA if n in ltv.columns and n not in alerting.columns])
     return (
-        rows.with_columns(kind=kind, level=pl.col("status"), detail=pl.lit(None, pl.String))
-        .filter(pl.col("kind").is_not_null())
+        pl.concat([alerting, figures.gather(alerting["_row"])], how="horizontal")
+        .with_columns(level=pl.col("status"), detail=pl.lit(None, pl.String))
         .with_columns(alert_key=_key())
         .select([pl.col(n).cast(t) for n, t in ALERT_SCHEMA.items()])
     )
