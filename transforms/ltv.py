@@ -223,45 +223,79 @@ def _priced_keys(keys: pl.DataFrame, dates: pl.Series, prices: pl.LazyFrame, ses
     """Return the grid rows of `keys` (symbol, valuation window), key-major and date-minor."""
     windows = keys["valuation_window"].unique().sort().to_list() or [1]
     symbols = prices.filter(pl.col("symbol").is_in(keys["symbol"].unique().implode()))
-    wanted = keys.lazy().select("symbol", "valuation_window")
-    windowed = add_windowed_prices(symbols, windows).join(wanted, on=["symbol", "valuation_window"], how="semi")
-    priced = (
+    keyed = add_windowed_prices(symbols, windows).join(
+        keys.lazy().select("symbol", "valuation_window", "_key"), on=["symbol", "valuation_window"]
+    )
+    bars = keyed.select(
+        _at_bar=_key_day("_key", "session_date"),
+        _bar_key="_key",
+        price_date="session_date",
+        price="price",
+        source="source",
+        is_unconfirmed="is_unconfirmed",
+    ).sort("_at_bar")
+    # One as-of join on (key, day) as a single number, rather than one by symbol and window: the
+    # match is the key's last bar on or before the as-of date, or an earlier key's when it has none.
+    matched = (
         _dense(keys, dates)
         .lazy()
+        .with_columns(_at=_key_day("_key", "as_of_date"))
         .join_asof(
-            windowed.rename({"session_date": "price_date"}).sort("price_date"),
-            left_on="as_of_date",
-            right_on="price_date",
-            by=["symbol", "valuation_window"],
+            bars,
+            left_on="_at",
+            right_on="_at_bar",
             strategy="backward",
-            check_sortedness=False,  # dates ascend within every key, and asof matches within a key
+            check_sortedness=False,  # both ascend: keys in order, dates in order within a key
         )
+    )
+    same_key = pl.col("_bar_key") == pl.col("_key")
+    priced = matched.with_columns(
+        [
+            pl.when(same_key).then(pl.col(name)).alias(name)
+            for name in ("price_date", "price", "source", "is_unconfirmed")
+        ]
     )
     lagged = add_session_lag(priced, sessions, "price_date", "_price_lag")
     return lagged.select("price_date", "price", "source", "is_unconfirmed", "_price_lag")
+
+
+def _key_day(key: str, day: str) -> pl.Expr:
+    """Return (key, day) as one number that sorts as the pair does (a key below 2**31, any date)."""
+    return pl.col(key).cast(pl.Int64) * 2**32 + pl.col(day).to_physical().cast(pl.Int64) + 2**31
+
+
+def _numbered(loans: pl.DataFrame) -> pl.DataFrame:
+    """Return the loans in loan id order, each with its number `_loan` (its row)."""
+    return loans.sort("loan_id").with_row_index("_loan")
 
 
 def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid) -> pl.DataFrame:
     """Return each pledged line valued on each as-of date of the grid (grain: loan x symbol x as-of date).
 
     Rows are line-major in the book's line order, so a loan's lines on a date stay in that order.
+    `_group` is the loan's number (in loan id order) times the grid's sessions plus the as-of date's
+    position: it orders rows by loan and date, and groups them by one number rather than by text and date.
     """
     n = grid.sessions
     lines = (
         _line_keys(loans, collateral)
         .join(grid.price_keys, on=["symbol", "valuation_window"], how="left", maintain_order="left")
         .join(grid.pair_keys, on="pair", how="left", maintain_order="left")
+        .join(_numbered(loans).select("loan_id", "_loan"), on="loan_id", how="left", maintain_order="left")
         .with_columns(_d=pl.int_ranges(0, n, dtype=pl.Int64))
         .explode("_d")
     )
     at_price = lines["_key"].cast(pl.Int64) * n + lines["_d"]
+    single_source = ["source"] if len(grid.sources) == 1 else []
     at_rate = lines["_pair"].cast(pl.Int64) * n + lines["_d"]  # null for a line in the loan's currency
     valued = pl.concat(
         [
             lines.select("loan_id", "symbol", "pair", "shares", "haircut").with_columns(
-                as_of_date=grid.as_of_dates.gather(lines["_d"])
+                as_of_date=grid.as_of_dates.gather(lines["_d"]),
+                _group=lines["_loan"].cast(pl.Int64) * n + lines["_d"],
             ),
-            grid.prices.select(pl.all().gather(at_price)),
+            # A price's source is gathered only when there is more than one to tell apart.
+            grid.prices.select(pl.exclude(single_source).gather(at_price)),
             grid.rates.select(pl.all().gather(at_rate)),
         ],
         how="horizontal",
@@ -291,7 +325,7 @@ def value_collateral_lines(
 
 
 def aggregate_collateral(lines: pl.LazyFrame, stale_after: int, sources: list[str] | None = None) -> pl.LazyFrame:
-    """Return collateral value per loan and as-of date, dropping dates a line has no price for.
+    """Return collateral value per `_group` (a loan on an as-of date), dropping dates a line has no price for.
 
     `sources`, when given, are all the sources the lines' prices can come from: with one, every
     row names it without the costly per-group join of distinct names.
@@ -299,7 +333,7 @@ def aggregate_collateral(lines: pl.LazyFrame, stale_after: int, sources: list[st
     source = pl.lit(sources[0]) if sources and len(sources) == 1 else pl.col("source").unique().sort().str.join("+")
     single = pl.len() == 1
     return (
-        lines.group_by("loan_id", "as_of_date")
+        lines.group_by("_group")
         .agg(
             # Summed in the book's line order, whatever threads and chunks the group-by uses, so a
             # loan's value is the same to the last bit in a daily run and in a backfill.
@@ -341,7 +375,15 @@ def compute_loan_ltv(
 def ltv_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid, stale_after: int) -> pl.DataFrame:
     """Return LTV, level, trigger prices and cure amounts of `loans` from a shared grid (grain: loan x as-of date)."""
     lines = value_lines_on_grid(loans, collateral, grid).lazy()
-    valued = aggregate_collateral(lines, stale_after, grid.sources).join(loans.lazy(), on="loan_id")
+    aggregated = aggregate_collateral(lines, stale_after, grid.sources).sort("_group")  # by loan and date
+    # Each row's loan and date from its group number, the loan's terms joined within the lazy query.
+    # Joined eagerly, a one-loan partition's terms came back as broadcast values, which Polars divides
+    # by through their reciprocal: the last bits would depend on the partition.
+    group = pl.col("_group")
+    valued = aggregated.with_columns(
+        _loan=(group // grid.sessions).cast(pl.UInt32),
+        as_of_date=pl.lit(grid.as_of_dates).gather(group % grid.sessions),
+    ).join(_numbered(loans).lazy(), on="_loan", how="left", maintain_order="left")
     days = (pl.col("as_of_date") - pl.col("accrual_start")).dt.total_days().clip(lower_bound=0)
     # Times the constant 1/360, not divided by 360: Polars divides a column by a scalar through its
     # reciprocal on longer columns only, so a one-day run and a backfill would round differently.
@@ -364,7 +406,6 @@ def ltv_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid, 
             cure_target_ltv=pl.col("cure_target"),
         )
         .select([pl.col(name).cast(dtype) for name, dtype in LTV_SCHEMA.items()])
-        .sort("loan_id", "as_of_date")
         .collect()
     )
 

@@ -462,3 +462,39 @@ def test_a_price_grid_built_a_few_keys_at_a_time_gives_the_same_rows(monkeypatch
     monkeypatch.setattr("transforms.ltv.GRID_KEYS", 2)
     assert run(loans, lines, SESSIONS[1:], prices).equals(whole)
     assert whole.height > 7 * 5 and whole["sessions_since_price"].max() >= 1
+
+
+def test_a_loan_computed_alone_or_with_others_gives_the_same_bits() -> None:
+    """A partition of one loan and a partition of many give a loan the same figures to the last bit.
+
+    A one-row frame of loan terms joined to every row must not become a broadcast value: Polars
+    divides by such a value through its reciprocal, which rounds differently.
+    """
+    days = [D(2025, 1, 1) + dt.timedelta(days=i) for i in range(200)]
+    sessions = [day for day in days if day.weekday() < 5]
+
+    def compute(loan_rows: list[dict], line_rows: list[dict]) -> pl.DataFrame:
+        prices = [
+            (symbol, day, 7.0 + k * 1.37 + d * 0.113, "yahoo")
+            for k, symbol in enumerate("ABC")
+            for d, day in enumerate(sessions)
+        ]
+        return compute_loan_ltv(
+            pl.DataFrame(loan_rows, schema=LOAN_SCHEMA).lazy(),
+            pl.DataFrame(line_rows, schema=COLLATERAL_SCHEMA).lazy(),
+            pl.DataFrame({"session_date": sessions}, schema={"session_date": pl.Date()}).lazy(),
+            pl.DataFrame({"as_of_date": sessions}, schema={"as_of_date": pl.Date()}).lazy(),
+            pl.DataFrame(prices, schema=PRICE_COLUMNS, orient="row").lazy(),
+            pl.DataFrame([], schema=FX_COLUMNS, orient="row").lazy(),
+        ).collect()
+
+    loans = [
+        loan(f"L{i}", principal=1000.0 + 77.7 * i, annual_rate=0.031 + i / 997, cure_target=0.3 + i / 101)
+        for i in range(4)
+    ]
+    lines = [pledge(f"L{i}", "ABC"[i % 3], 123.0 + i * 11.1, haircut=0.05 * i) for i in range(4)]
+    together = compute(loans, lines)
+    for one_loan, one_line in zip(loans, lines, strict=True):
+        alone = compute([one_loan], [one_line])
+        assert alone.height == len(sessions)
+        assert alone.equals(together.filter(pl.col("loan_id") == one_loan["loan_id"]))
