@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from expectations.gate import merge_results
 from flows import alerting, tasks
 from flows.plan import RunPlan
+from flows.runners import partitions_at_once
 from flows.sources import make_source
 from flows.tasks import as_is
 from marginwatch import calendar
@@ -320,7 +321,8 @@ def _assess(
     risk_history = _risk_history(book, warehouse, markets, plan)
     run_id = pl.lit(record.run_id)
     latest = []
-    partitions = tasks.compute_ltv(loans, pledged, history, staged, plan, settings.stale_after_sessions, size)
+    at_once = partitions_at_once(settings)
+    partitions = tasks.compute_ltv(loans, pledged, history, staged, plan, settings.stale_after_sessions, size, at_once)
     for index, (loan_ids, computed) in enumerate(partitions):
         validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
         tasks.release(computed, validated)

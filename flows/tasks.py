@@ -102,9 +102,6 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: computed, checked and set aside one after another
-# Partitions computed at once on the task runner. Polars already uses every core within one: two at
-# once measured no faster on a 25.2M loan-day backfill (125.7 s against 120.6 s) and held 0.8 GiB more.
-WAVE = 1
 T = TypeVar("T")
 GATE_ROWS = 1_000_000  # bars checked and staged at once: a whole book's bars go through the gate in batches
 LTV_GATE_ROWS = 1_000_000  # LTV rows GX checks at once (its pandas engine holds several copies of a part)
@@ -330,10 +327,11 @@ def compute_ltv(
     plan: RunPlan,
     stale_after: int,
     partition_loans: int,
+    at_once: int = 1,
 ) -> Iterator[tuple[list[str], pl.DataFrame]]:
     """Yield (loan ids, LTV rows) per partition of loans, computed a wave of tasks at a time (grain: loan x date).
 
-    Waves of WAVE partitions run on the flow's task runner; the caller checks and sets aside each
+    Waves of `at_once` partitions run on the flow's task runner; the caller checks and sets aside each
     partition before the next wave starts, so memory holds a few partitions, not the whole book.
     """
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
@@ -341,8 +339,8 @@ def compute_ltv(
     grid = price_grid(as_is(loans), as_is(collateral), as_is(prices), as_is(fx_rates), plan.as_of_start, plan.as_of_end)
     del prices, fx_rates  # the grid holds what the lines need
     parts = [loans.slice(i, partition_loans) for i in range(0, max(loans.height, 1), partition_loans)]
-    for first in range(0, len(parts), WAVE):
-        wave = parts[first : first + WAVE]
+    for first in range(0, len(parts), at_once):
+        wave = parts[first : first + at_once]
         lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
         futures = compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after))
         for part, future in zip(wave, futures, strict=True):
@@ -350,7 +348,7 @@ def compute_ltv(
             let_go(future)
             yield part["loan_id"].to_list(), computed
             del computed
-        report("compute", min(first + WAVE, len(parts)), len(parts))
+        report("compute", min(first + at_once, len(parts)), len(parts))
     release(grid)
 
 

@@ -148,7 +148,8 @@ class Settings(_Strict):
     alert_lookback_sessions: int = Field(default=5, ge=0, le=10_000)
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None  # an existing Dask scheduler, e.g. tcp://10.0.0.5:8786
-    dask_workers: int = Field(default=2, ge=1, le=256)  # for a local cluster started per run
+    # Workers of a local cluster started per run; on any Dask cluster, the LTV partitions sent at once.
+    dask_workers: int = Field(default=2, ge=1, le=256)
     ltv_partition_loans: int = Field(default=20_000, ge=1)  # a partition is also at most ~1M loan-days
     backups_kept: int = Field(default=7, ge=0, le=1000)  # the daily flow's backups; 0 turns them off
     risk: RiskSettings = Field(default_factory=RiskSettings)

@@ -127,3 +127,12 @@ def test_the_book_accepts_exactly_the_exchange_calendars_span() -> None:
     from marginwatch.config import CALENDAR_SPAN
 
     assert CALENDAR_SPAN == (calendar.FIRST_DAY, calendar.LAST_DAY)
+
+
+def test_ltv_partitions_run_one_at_a_time_on_threads_and_one_per_worker_on_dask() -> None:
+    from flows.runners import partitions_at_once
+
+    settings = load_book(EMBEDDED_BOOK).settings
+    assert partitions_at_once(settings) == 1
+    assert partitions_at_once(settings.model_copy(update={"task_runner": "dask", "dask_workers": 3})) == 3
+    assert partitions_at_once(settings.model_copy(update={"dask_address": "tcp://127.0.0.1:8786"})) == 2
