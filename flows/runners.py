@@ -7,9 +7,14 @@ from typing import Any
 from marginwatch.config import Settings
 
 
+def on_dask(settings: Settings) -> bool:
+    """Return whether the settings run tasks on Dask (a local cluster per run, or one at an address)."""
+    return settings.task_runner == "dask" or bool(settings.dask_address)
+
+
 def task_runner_for(settings: Settings) -> Any:
     """Return the task runner the settings ask for."""
-    if settings.task_runner != "dask" and not settings.dask_address:
+    if not on_dask(settings):
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=4)
@@ -36,6 +41,4 @@ def partitions_at_once(settings: Settings) -> int:
     no faster on a 25.2M loan-day backfill (125.7 s against 120.6 s) while holding 0.8 GiB more.
     On Dask, one per worker (`dask_workers`), each in a process of its own.
     """
-    if settings.task_runner != "dask" and not settings.dask_address:
-        return 1
-    return settings.dask_workers
+    return settings.dask_workers if on_dask(settings) else 1

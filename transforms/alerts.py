@@ -79,11 +79,10 @@ def add_episodes(ltv: pl.DataFrame, prior: pl.DataFrame, cure_days: pl.DataFrame
     # A breach open before the range (no calm session in between) started where the prior says.
     carried = (pl.col("_calm_run") == 0) & pl.col("prior_episode_start").is_not_null()
     episodes = ordered.with_columns(
-        episode_start=pl.when(~pl.col("_breach"))
-        .then(None)
-        .when(carried)
-        .then(pl.col("prior_episode_start"))
-        .otherwise(pl.col("_started"))
+        # Only a row in breach has one (a status the ranks do not know is not a breach).
+        episode_start=pl.when(pl.col("_breach")).then(
+            pl.when(carried).then(pl.col("prior_episode_start")).otherwise(pl.col("_started"))
+        )
     )
     starts = index.rename({"as_of_date": "episode_start", "_idx": "_start_idx"})
     deadlines = index.rename({"as_of_date": "cure_deadline", "_idx": "_deadline_idx"})

@@ -266,7 +266,7 @@ def _key_day(key: str, day: str) -> pl.Expr:
 
 def _numbered(loans: pl.DataFrame) -> pl.DataFrame:
     """Return the loans in loan id order, each with its number `_loan` (its row)."""
-    return loans.sort("loan_id").with_row_index("_loan")
+    return loans.sort("loan_id", maintain_order=True).with_row_index("_loan")
 
 
 def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: PriceGrid) -> pl.DataFrame:
@@ -275,6 +275,7 @@ def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: Pri
     Rows are line-major in the book's line order, so a loan's lines on a date stay in that order.
     `_group` is the loan's number (in loan id order) times the grid's sessions plus the as-of date's
     position: it orders rows by loan and date, and groups them by one number rather than by text and date.
+    A price's `source` is there only when the grid's prices come from more than one.
     """
     n = grid.sessions
     lines = (
@@ -324,13 +325,13 @@ def value_collateral_lines(
     return value_lines_on_grid(loans_now, lines_now, grid).lazy()
 
 
-def aggregate_collateral(lines: pl.LazyFrame, stale_after: int, sources: list[str] | None = None) -> pl.LazyFrame:
+def aggregate_collateral(lines: pl.LazyFrame, stale_after: int, sources: list[str]) -> pl.LazyFrame:
     """Return collateral value per `_group` (a loan on an as-of date), dropping dates a line has no price for.
 
-    `sources`, when given, are all the sources the lines' prices can come from: with one, every
-    row names it without the costly per-group join of distinct names.
+    `sources` are all the sources the lines' prices come from (the grid's): with one, every row
+    names it, without the costly per-group join of distinct names (and the lines carry no `source`).
     """
-    source = pl.lit(sources[0]) if sources and len(sources) == 1 else pl.col("source").unique().sort().str.join("+")
+    source = pl.lit(sources[0]) if len(sources) == 1 else pl.col("source").unique().sort().str.join("+")
     single = pl.len() == 1
     return (
         lines.group_by("_group")
