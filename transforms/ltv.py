@@ -234,6 +234,7 @@ def _priced_keys(keys: pl.DataFrame, dates: pl.Series, prices: pl.LazyFrame, ses
         source="source",
         is_unconfirmed="is_unconfirmed",
     ).sort("_at_bar")
+    found = ("price_date", "price", "source", "is_unconfirmed")  # what a grid row takes from its bar
     # One as-of join on (key, day) as a single number, rather than one by symbol and window: the
     # match is the key's last bar on or before the as-of date, or an earlier key's when it has none.
     matched = (
@@ -249,14 +250,8 @@ def _priced_keys(keys: pl.DataFrame, dates: pl.Series, prices: pl.LazyFrame, ses
         )
     )
     same_key = pl.col("_bar_key") == pl.col("_key")
-    priced = matched.with_columns(
-        [
-            pl.when(same_key).then(pl.col(name)).alias(name)
-            for name in ("price_date", "price", "source", "is_unconfirmed")
-        ]
-    )
-    lagged = add_session_lag(priced, sessions, "price_date", "_price_lag")
-    return lagged.select("price_date", "price", "source", "is_unconfirmed", "_price_lag")
+    priced = matched.with_columns([pl.when(same_key).then(pl.col(name)).alias(name) for name in found])
+    return add_session_lag(priced, sessions, "price_date", "_price_lag").select(*found, "_price_lag")
 
 
 def _key_day(key: str, day: str) -> pl.Expr:
@@ -287,8 +282,8 @@ def value_lines_on_grid(loans: pl.DataFrame, collateral: pl.DataFrame, grid: Pri
         .explode("_d")
     )
     at_price = lines["_key"].cast(pl.Int64) * n + lines["_d"]
-    single_source = ["source"] if len(grid.sources) == 1 else []
     at_rate = lines["_pair"].cast(pl.Int64) * n + lines["_d"]  # null for a line in the loan's currency
+    single_source = ["source"] if len(grid.sources) == 1 else []
     valued = pl.concat(
         [
             lines.select("loan_id", "symbol", "pair", "shares", "haircut").with_columns(
