@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -323,32 +324,42 @@ def _assess(
     latest = []
     at_once = partitions_at_once(settings)
     partitions = tasks.compute_ltv(loans, pledged, history, staged, plan, settings.stale_after_sessions, size, at_once)
-    for index, (loan_ids, computed) in enumerate(partitions):
-        validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
-        tasks.release(computed, validated)
-        ltv, results, bad = validated
-        part = loans.filter(pl.col("loan_id").is_in(loan_ids))
-        found.results.append(results)
-        found.bad_loans += bad
-        found.published += [loan for loan in loan_ids if loan not in bad]
-        found.rows += ltv.height
-        latest.append(ltv.filter(pl.col("as_of_date") == plan.as_of_end))
-        if risk_history is not None and ltv.height:
-            stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
-            found.stress.append(stress)
-            found.risk.append(risk)
-        raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
-        tasks.release(raised)
-        alerts, outbox = raised
-        found.alert_count += alerts.height
-        found.outbox.append(outbox)
-        if found.spilled:
-            found.files.append(_set_aside(ltv, spill / f"ltv-{index:05d}.parquet"))
-            found.alert_files.append(_set_aside(alerts, spill / f"alerts-{index:05d}.parquet"))
-            found.alerts.append(alerts.filter(pl.col("as_of_date") >= deliver_from))
-        else:
-            found.ltv.append(ltv)
-            found.alerts.append(alerts)
+    # A large run's rows are written to Parquet on a thread of their own while the next partition is
+    # checked (Polars writes without the interpreter lock; GX's checks hold it), one partition behind.
+    writing: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marginwatch-set-aside") as writer:
+        for index, (loan_ids, computed) in enumerate(partitions):
+            validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
+            tasks.release(computed, validated)
+            ltv, results, bad = validated
+            part = loans.filter(pl.col("loan_id").is_in(loan_ids))
+            found.results.append(results)
+            found.bad_loans += bad
+            found.published += [loan for loan in loan_ids if loan not in bad]
+            found.rows += ltv.height
+            latest.append(ltv.filter(pl.col("as_of_date") == plan.as_of_end))
+            if risk_history is not None and ltv.height:
+                stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
+                found.stress.append(stress)
+                found.risk.append(risk)
+            raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+            tasks.release(raised)
+            alerts, outbox = raised
+            found.alert_count += alerts.height
+            found.outbox.append(outbox)
+            if found.spilled:
+                files = (spill / f"ltv-{index:05d}.parquet", spill / f"alerts-{index:05d}.parquet")
+                if writing is not None:
+                    writing.result()  # at most one partition waits to be written: memory stays bounded
+                writing = writer.submit(_set_aside_each, [(ltv, files[0]), (alerts, files[1])])
+                found.files.append(files[0])
+                found.alert_files.append(files[1])
+                found.alerts.append(alerts.filter(pl.col("as_of_date") >= deliver_from))
+            else:
+                found.ltv.append(ltv)
+                found.alerts.append(alerts)
+        if writing is not None:
+            writing.result()  # a write the disk refused is this run's WarehouseError
     crash_point("run:computed")
     found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
     return found
@@ -372,6 +383,11 @@ def _set_aside(rows: pl.DataFrame, path: Path) -> Path:
     except OSError as exc:  # a full or read-only disk: nothing is published, the warehouse is untouched
         raise WarehouseError(f"{path.parent}: cannot set rows aside before publishing: {exc}") from None
     return path
+
+
+def _set_aside_each(rows_and_paths: list[tuple[pl.DataFrame, Path]]) -> None:
+    for rows, path in rows_and_paths:
+        _set_aside(rows, path)
 
 
 def _concat_or_none(frames: list[pl.DataFrame]) -> pl.DataFrame | None:

@@ -331,24 +331,32 @@ def compute_ltv(
 ) -> Iterator[tuple[list[str], pl.DataFrame]]:
     """Yield (loan ids, LTV rows) per partition of loans, computed a wave of tasks at a time (grain: loan x date).
 
-    Waves of `at_once` partitions run on the flow's task runner; the caller checks and sets aside each
-    partition before the next wave starts, so memory holds a few partitions, not the whole book.
+    Waves of `at_once` partitions run on the flow's task runner, one wave ahead of the caller: once a
+    wave is computed the next one starts, and the caller checks and sets aside the first while it
+    runs. GX's checks are Python on one core while Polars computes on every core, so the two overlap;
+    memory holds two waves, not the whole book.
     """
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
     fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
     grid = price_grid(as_is(loans), as_is(collateral), as_is(prices), as_is(fx_rates), plan.as_of_start, plan.as_of_end)
     del prices, fx_rates  # the grid holds what the lines need
     parts = [loans.slice(i, partition_loans) for i in range(0, max(loans.height, 1), partition_loans)]
-    for first in range(0, len(parts), at_once):
-        wave = parts[first : first + at_once]
+    waves = [parts[first : first + at_once] for first in range(0, len(parts), at_once)]
+
+    def start(wave: list[pl.DataFrame]) -> list[Any]:
         lines = [collateral.filter(pl.col("loan_id").is_in(part["loan_id"].implode())) for part in wave]
-        futures = compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after))
-        for part, future in zip(wave, futures, strict=True):
-            computed = future.result()
+        return list(compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after)))
+
+    futures = start(waves[0])
+    for index, wave in enumerate(waves):
+        computed = []
+        for future in futures:
+            computed.append(future.result())
             let_go(future)
-            yield part["loan_id"].to_list(), computed
-            del computed
-        report("compute", min(first + at_once, len(parts)), len(parts))
+        futures = start(waves[index + 1]) if index + 1 < len(waves) else []
+        report("compute", sum(len(w) for w in waves[: index + 1]), len(parts))
+        for part in wave:
+            yield part["loan_id"].to_list(), computed.pop(0)
     release(grid)
 
 

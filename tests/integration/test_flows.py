@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flows import tasks
 from flows.backfill import backfill
 from flows.daily import daily
 from marginwatch.config import Book, load_book
@@ -79,6 +83,33 @@ def test_backfill_and_daily_runs_agree(tmp_path: Path, book: Book) -> None:
     summary = backfill(book, str(by_backfill), D("2025-11-11"), D("2026-04-30"), "synthetic")
     assert summary.counts["ltv_rows"] == rows(by_daily, "SELECT count(*) FROM marts.loan_ltv_daily")[0][0]
     assert rows(by_backfill, MART) == rows(by_daily, MART)
+
+
+def test_the_next_ltv_partition_computes_while_the_flow_checks_this_one(
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_loan_each = book.model_copy(update={"settings": book.settings.model_copy(update={"ltv_partition_loans": 1})})
+    started = [threading.Event() for _ in book.loans]
+    calls = itertools.count()
+    compute, check = tasks.ltv_on_grid, tasks.validate_ltv
+
+    def computing(*args: Any) -> Any:
+        started[next(calls)].set()
+        return compute(*args)
+
+    overlapped: list[bool] = []
+
+    def checking(ltv: Any, run_id: str) -> Any:
+        following = len(overlapped) + 1
+        overlapped.append(following == len(started) or started[following].wait(timeout=60))
+        return check(ltv, run_id)
+
+    monkeypatch.setattr(tasks, "ltv_on_grid", computing)
+    monkeypatch.setattr(tasks, "validate_ltv", checking)
+    path = tmp_path / "w.duckdb"
+    backfill(one_loan_each, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
+    assert overlapped == [True, True]  # the second loan's partition had started before the first was checked
+    assert rows(path, "SELECT count(DISTINCT loan_id) FROM marts.loan_ltv_daily") == [(2,)]
 
 
 def test_holiday_as_of_is_refused_and_recorded_without_other_changes(tmp_path: Path, book: Book) -> None:

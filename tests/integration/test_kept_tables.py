@@ -13,6 +13,7 @@ from flows import run
 from flows.backfill import backfill
 from flows.daily import daily
 from marginwatch.config import Book, load_book
+from marginwatch.errors import WarehouseError
 from tests.integration.conftest import rows
 from tests.integration.test_warehouse import NOW, ltv_rows
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
@@ -69,6 +70,32 @@ def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
     alerts = "SELECT * EXCLUDE (run_id, created_at) FROM marts.alerts ORDER BY alert_key"
     assert rows(spilled, alerts) == rows(in_memory, alerts)
     assert_kept_tables_agree(spilled)
+
+
+def test_a_set_aside_the_disk_refuses_fails_the_run_and_leaves_the_warehouse_as_it_was(
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    backfill(book, str(path), D("2026-01-02"), D("2026-01-30"), "synthetic")
+    before = rows(path, "SELECT * FROM marts.loan_ltv_daily ORDER BY ALL")
+    one_loan_each = book.model_copy(update={"settings": book.settings.model_copy(update={"ltv_partition_loans": 1})})
+    monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)
+    set_aside = run._set_aside
+
+    def refusing(rows: pl.DataFrame, where: Path) -> Path:
+        if where.name == "ltv-00001.parquet":  # the second partition's rows, written on the set-aside thread
+            raise WarehouseError(f"{where.parent}: cannot set rows aside before publishing: [Errno 28] No space left")
+        return set_aside(rows, where)
+
+    monkeypatch.setattr(run, "_set_aside", refusing)
+    with pytest.raises(WarehouseError, match="No space left"):
+        backfill(one_loan_each, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
+    assert rows(path, "SELECT * FROM marts.loan_ltv_daily ORDER BY ALL") == before
+    assert rows(path, "SELECT status, count(*) FROM meta.runs GROUP BY 1 ORDER BY 1") == [
+        ("failed", 1),
+        ("succeeded", 1),
+    ]
+    assert not list(tmp_path.glob(".w.duckdb.spill-*"))  # the set-aside folder is gone with the failed run
 
 
 def _publish_ltv(path: Path, ltv: pl.DataFrame, start: dt.date, end: dt.date, run_id: str) -> None:
