@@ -101,7 +101,7 @@ def _retry_when_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: computed, checked and set aside one after another
+PARTITION_LOAN_DAYS = 1_000_000  # LTV rows per partition: the next computes while the flow checks one
 T = TypeVar("T")
 GATE_ROWS = 1_000_000  # bars checked and staged at once: a whole book's bars go through the gate in batches
 LTV_GATE_ROWS = 1_000_000  # LTV rows GX checks at once (its pandas engine holds several copies of a part)
