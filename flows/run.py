@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ SPILL_LOAN_DAYS = 2_000_000  # a run with more loan-days keeps its LTV rows on d
 # Parquet row groups of whole DuckDB row groups (122,880 rows): the publishing insert then fills the
 # warehouse's row groups, leaving none part-full for later checkpoints to merge (seconds on the next run).
 SPILL_ROW_GROUP = 8 * 122_880
+SET_ASIDE_THREAD = "marginwatch-set-aside"  # the thread a large run's Parquet is written on
 
 Planner = Callable[[dict[str, dt.date]], RunPlan]
 
@@ -327,7 +329,7 @@ def _assess(
     # A large run's rows are written to Parquet on a thread of their own while the next partition is
     # checked (Polars writes without the interpreter lock; GX's checks hold it), one partition behind.
     writing: Future[None] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marginwatch-set-aside") as writer:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=SET_ASIDE_THREAD) as writer, closing(partitions):
         for index, (loan_ids, computed) in enumerate(partitions):
             validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
             tasks.release(computed, validated)
@@ -358,6 +360,8 @@ def _assess(
             else:
                 found.ltv.append(ltv)
                 found.alerts.append(alerts)
+            # Before the next partition's check: held, these would overlap it and the one computing.
+            del computed, validated, ltv, results, part, raised, alerts, outbox
         if writing is not None:
             writing.result()  # a write the disk refused is this run's WarehouseError
     crash_point("run:computed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -328,13 +328,13 @@ def compute_ltv(
     stale_after: int,
     partition_loans: int,
     at_once: int = 1,
-) -> Iterator[tuple[list[str], pl.DataFrame]]:
+) -> Generator[tuple[list[str], pl.DataFrame], None, None]:
     """Yield (loan ids, LTV rows) per partition of loans, computed a wave of tasks at a time (grain: loan x date).
 
     Waves of `at_once` partitions run on the flow's task runner, one wave ahead of the caller: once a
     wave is computed the next one starts, and the caller checks and sets aside the first while it
     runs. GX's checks are Python on one core while Polars computes on every core, so the two overlap;
-    memory holds two waves, not the whole book.
+    memory holds the wave being checked and the one computing, not the whole book.
     """
     prices = _newest(history[0], staged[0], ["symbol", "session_date"])
     fx_rates = _newest(history[1], staged[1], ["pair", "session_date"])
@@ -348,16 +348,21 @@ def compute_ltv(
         return list(compute_ltv_partition.map(wave, lines, unmapped(grid), unmapped(stale_after)))
 
     futures = start(waves[0])
-    for index, wave in enumerate(waves):
-        computed = []
+    try:
+        for index, wave in enumerate(waves):
+            computed = []
+            for future in futures:
+                computed.append(future.result())
+                let_go(future)
+            futures = start(waves[index + 1]) if index + 1 < len(waves) else []
+            report("compute", sum(len(w) for w in waves[: index + 1]), len(parts))
+            for part in wave:
+                yield part["loan_id"].to_list(), computed.pop(0)
+    finally:  # a run that stops early (a failed check, a refused write) lets the wave it started end and go
         for future in futures:
-            computed.append(future.result())
+            future.wait()
             let_go(future)
-        futures = start(waves[index + 1]) if index + 1 < len(waves) else []
-        report("compute", sum(len(w) for w in waves[: index + 1]), len(parts))
-        for part in wave:
-            yield part["loan_id"].to_list(), computed.pop(0)
-    release(grid)
+        release(grid)
 
 
 @task(name="compute-risk", cache_policy=NO_CACHE)

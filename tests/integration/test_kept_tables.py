@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -72,8 +73,9 @@ def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
     assert_kept_tables_agree(spilled)
 
 
+@pytest.mark.parametrize("refused", ["ltv-00000.parquet", "ltv-00001.parquet"])  # while partitions remain; the last
 def test_a_set_aside_the_disk_refuses_fails_the_run_and_leaves_the_warehouse_as_it_was(
-    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch, refused: str
 ) -> None:
     path = tmp_path / "w.duckdb"
     backfill(book, str(path), D("2026-01-02"), D("2026-01-30"), "synthetic")
@@ -81,15 +83,21 @@ def test_a_set_aside_the_disk_refuses_fails_the_run_and_leaves_the_warehouse_as_
     one_loan_each = book.model_copy(update={"settings": book.settings.model_copy(update={"ltv_partition_loans": 1})})
     monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)
     set_aside = run._set_aside
+    writers: set[str] = set()
 
     def refusing(rows: pl.DataFrame, where: Path) -> Path:
-        if where.name == "ltv-00001.parquet":  # the second partition's rows, written on the set-aside thread
+        if where.name.startswith("ltv-"):  # a partition's rows (the raw bars and prices go before, on the flow's)
+            writers.add(threading.current_thread().name)
+        if where.name == refused:
             raise WarehouseError(f"{where.parent}: cannot set rows aside before publishing: [Errno 28] No space left")
         return set_aside(rows, where)
 
     monkeypatch.setattr(run, "_set_aside", refusing)
     with pytest.raises(WarehouseError, match="No space left"):
         backfill(one_loan_each, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
+    assert {name.split("_")[0] for name in writers} == {
+        run.SET_ASIDE_THREAD
+    }  # the partitions' rows, off the flow's thread
     assert rows(path, "SELECT * FROM marts.loan_ltv_daily ORDER BY ALL") == before
     assert rows(path, "SELECT status, count(*) FROM meta.runs GROUP BY 1 ORDER BY 1") == [
         ("failed", 1),
