@@ -355,7 +355,7 @@ def compute_ltv(
                 computed.append(future.result())
                 let_go(future)
             futures = start(waves[index + 1]) if index + 1 < len(waves) else []
-            report("compute", sum(len(w) for w in waves[: index + 1]), len(parts))
+            report("compute", min((index + 1) * at_once, len(parts)), len(parts))
             for part in wave:
                 yield part["loan_id"].to_list(), computed.pop(0)
     finally:  # a run that stops early (a failed check, a refused write) lets the wave it started end and go
