@@ -85,7 +85,26 @@ def _child(args: argparse.Namespace) -> None:
     peak_mib = _peak_mib()
     timings = {"imports_s": imported - started, "pipeline_s": done - imported, "peak_mib": peak_mib}
     source_s = _source_seconds(args) if args.child == "daily" else None
-    print(json.dumps(timings | {"source_s": source_s, "counts": summary.counts}))
+    prefect_s = _prefect_seconds() if args.child == "daily" else None
+    print(json.dumps(timings | {"source_s": source_s, "prefect_s": prefect_s, "counts": summary.counts}))
+
+
+def _prefect_seconds() -> float:
+    """Return what Prefect itself costs a flow run in this process: an empty flow, timed after the real one.
+
+    Creating the run and its states through the API, and at the end joining the run's heartbeat
+    thread, which sleeps a second at a time (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`): the same for a
+    run of one loan or of ten thousand.
+    """
+    from prefect import flow
+
+    @flow(name="marginwatch-bench-empty")
+    def empty() -> None:
+        """Do nothing."""
+
+    started = time.perf_counter()
+    empty()
+    return time.perf_counter() - started
 
 
 def _source_seconds(args: argparse.Namespace) -> float:
@@ -95,7 +114,7 @@ def _source_seconds(args: argparse.Namespace) -> float:
     a live run waits on Yahoo instead.
     """
     from marginwatch import calendar
-    from marginwatch.book import market_symbols
+    from marginwatch.book import collateral_frame, loan_frame, market_symbols
     from marginwatch.config import load_book
     from marginwatch.sources.synthetic import SyntheticSource
 
@@ -103,7 +122,7 @@ def _source_seconds(args: argparse.Namespace) -> float:
     source = SyntheticSource(book.settings.synthetic_seed)
     day = dt.date.fromisoformat(args.start)
     started = time.perf_counter()
-    source.fetch_bars(market_symbols(book), calendar.sessions_back(day, 5), day)
+    source.fetch_bars(market_symbols(collateral_frame(book), loan_frame(book)), calendar.sessions_back(day, 5), day)
     return time.perf_counter() - started
 
 
@@ -360,6 +379,9 @@ def measure(loans: int, symbols: int, sessions: int, runs: int, pandas_sample: i
         "daily_runs_s": [d["pipeline_s"] for d in dailies],
         "daily_peak_mib": max(d["peak_mib"] or 0 for d in dailies),
         "daily_source_s": statistics.median(d["source_s"] for d in dailies),
+        "daily_prefect_s": statistics.median(d["prefect_s"] for d in dailies),
+        # The run less the synthetic source (a live run waits on Yahoo instead) and Prefect's own cost.
+        "daily_own_s": statistics.median(d["pipeline_s"] - d["source_s"] - d["prefect_s"] for d in dailies),
         "imports_s": statistics.median(b["imports_s"] for b in backfills + dailies),
         "server_start_s": server_s,
         "queries_s": queries,
@@ -387,6 +409,8 @@ def print_table(found: dict[str, Any]) -> None:
         ),
         ("daily increment, every loan", f"{found['daily_s']:.2f} s", f"peak {found['daily_peak_mib']:.0f} MiB"),
         ("  of which the synthetic source", f"{found['daily_source_s']:.2f} s", "generating the bars"),
+        ("  of which Prefect's own cost", f"{found['daily_prefect_s']:.2f} s", "an empty flow run, timed after it"),
+        ("  the pipeline's own work", f"{found['daily_own_s']:.2f} s", "the run less those two (median of runs)"),
         ("imports (per process)", f"{found['imports_s']:.2f} s", "not in the figures above"),
         ("Prefect server start", f"{found['server_start_s']:.2f} s", "not in the figures above"),
         *[(f"query: {name}", f"{seconds * 1000:.1f} ms", "") for name, seconds in found["queries_s"].items()],

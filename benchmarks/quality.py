@@ -30,7 +30,8 @@ NO_HISTORY = pl.DataFrame(schema={"symbol": pl.String, "session_date": pl.Date, 
 def day_batch(as_of: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Return what a daily run validates: the re-fetched bars, FX rows and the day's LTV rows."""
     book = load_book(EMBEDDED_BOOK)
-    raw = SyntheticSource().fetch_bars(market_symbols(book), calendar.sessions_back(as_of, 6), as_of)
+    symbols = market_symbols(collateral_frame(book), loan_frame(book))
+    raw = SyntheticSource().fetch_bars(symbols, calendar.sessions_back(as_of, 6), as_of)
     labelled = label_raw_bars(raw, "synthetic", "bench", dt.datetime.now(dt.UTC)).lazy()
     prices = stage_prices(deduplicate_bars(labelled)).collect()
     fx = stage_fx_rates(deduplicate_bars(labelled)).collect()

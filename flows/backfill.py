@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.collector import run_collector
 from flows.plan import plan_backfill
 from flows.run import RunSummary, as_book, execute, risk_history_sessions
 from marginwatch.config import Book
@@ -22,19 +23,20 @@ def backfill(
     now: dt.datetime | None = None,
 ) -> RunSummary:
     """Compute and publish LTV for every NASDAQ session in [start, end] (`book`: a Book or its TOML path)."""
-    book = as_book(book)
-    window = max(loan.valuation_window for loan in book.loans)
-    return execute(
-        "backfill",
-        book,
-        Path(warehouse),
-        source,
-        lambda _last: plan_backfill(start, end, window, risk_history_sessions(book)),
-        {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "source": source,
-            "warehouse": warehouse,
-        },
-        now or dt.datetime.now(dt.UTC),
-    )
+    with run_collector():  # a large book is hundreds of thousands of objects: see flows/collector.py
+        book = as_book(book)
+        window = max(loan.valuation_window for loan in book.loans)
+        return execute(
+            "backfill",
+            book,
+            Path(warehouse),
+            source,
+            lambda _last: plan_backfill(start, end, window, risk_history_sessions(book)),
+            {
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "source": source,
+                "warehouse": warehouse,
+            },
+            now or dt.datetime.now(dt.UTC),
+        )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.collector import run_collector
 from flows.plan import plan_daily
 from flows.run import RunSummary, as_book, execute, risk_history_sessions
 from marginwatch import calendar
@@ -27,18 +28,19 @@ def daily(
     `book` is a validated Book or the path of its TOML file; pass the path for large books, as
     Prefect keeps every flow parameter (and caps them at 512 KB).
     """
-    book = as_book(book)
-    moment = now or dt.datetime.now(dt.UTC)
-    day = as_of or calendar.latest_completed_session(moment)
-    accrual = {loan.id: loan.accrual_start for loan in book.loans}
-    window = max(loan.valuation_window for loan in book.loans)
-    return execute(
-        "daily",
-        book,
-        Path(warehouse),
-        source,
-        lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book)),
-        {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
-        moment,
-        wait_for_bars_minutes * 60,
-    )
+    with run_collector():  # a large book is hundreds of thousands of objects: see flows/collector.py
+        book = as_book(book)
+        moment = now or dt.datetime.now(dt.UTC)
+        day = as_of or calendar.latest_completed_session(moment)
+        accrual = {loan.id: loan.accrual_start for loan in book.loans}
+        window = max(loan.valuation_window for loan in book.loans)
+        return execute(
+            "daily",
+            book,
+            Path(warehouse),
+            source,
+            lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book)),
+            {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
+            moment,
+            wait_for_bars_minutes * 60,
+        )

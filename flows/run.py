@@ -178,7 +178,7 @@ def _pipeline(
     plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
     record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
     crash_point("run:planned")
-    symbols = market_symbols(book)
+    symbols = market_symbols(collateral, loans)
     stocks = [s for s in symbols if not s.endswith("=X")]
     pairs = [_pair(s) for s in symbols if s.endswith("=X")]
     split_state = tasks.read_split_state(warehouse, timeout, stocks)

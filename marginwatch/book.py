@@ -46,8 +46,7 @@ def collateral_frame(book: Book) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=COLLATERAL_SCHEMA)
 
 
-def market_symbols(book: Book) -> list[str]:
-    """Return every Yahoo symbol the book needs: collateral tickers, then FX symbols."""
-    collateral = collateral_frame(book)
+def market_symbols(collateral: pl.DataFrame, loans: pl.DataFrame) -> list[str]:
+    """Return every Yahoo symbol a book's pledged lines and loans need: collateral tickers, then FX symbols."""
     stocks = sorted(collateral["symbol"].unique().to_list())
-    return stocks + required_fx_symbols(collateral, loan_frame(book))
+    return stocks + required_fx_symbols(collateral, loans)

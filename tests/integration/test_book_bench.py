@@ -29,4 +29,5 @@ def test_the_book_benchmark_runs_and_the_pipeline_matches_the_sql_limit(tmp_path
         "margin-call days, from loan_ltv_daily",
     }
     assert size["daily_runs_s"] and size["pandas_sample_rows"] == 5 * 30
+    assert size["daily_prefect_s"] > 0 and size["daily_own_s"] < size["daily_s"] - size["daily_source_s"]
     assert [row["symbols_total"] for row in found["fetch"]] == [8, 8]

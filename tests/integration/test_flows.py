@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import shutil
 import threading
@@ -13,6 +14,7 @@ import pytest
 
 from flows import tasks
 from flows.backfill import backfill
+from flows.collector import YOUNG_THRESHOLD
 from flows.daily import daily
 from marginwatch.config import Book, load_book
 from marginwatch.errors import InputError
@@ -110,6 +112,27 @@ def test_the_next_ltv_partition_computes_while_the_flow_checks_this_one(
     backfill(one_loan_each, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
     assert overlapped == [True, True]  # the second loan's partition had started before the first was checked
     assert rows(path, "SELECT count(DISTINCT loan_id) FROM marts.loan_ltv_daily") == [(2,)]
+
+
+def test_a_run_spares_the_collector_what_the_process_held_and_gives_it_back_after(
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = gc.get_threshold()
+    seen: list[tuple[int, bool]] = []
+    check = tasks.validate_ltv
+
+    def checking(ltv: Any, run_id: str) -> Any:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return check(ltv, run_id)
+
+    monkeypatch.setattr(tasks, "validate_ltv", checking)
+    path = tmp_path / "w.duckdb"
+    daily(book, str(path), "synthetic", D("2026-03-31"))
+    assert seen and set(seen) == {(max(YOUNG_THRESHOLD, before[0]), True)}
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
+    with pytest.raises(InputError):  # a failed run gives it back too
+        backfill(book, str(path), D("2026-03-31"), D("2026-03-02"), "synthetic")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
 
 
 def test_holiday_as_of_is_refused_and_recorded_without_other_changes(tmp_path: Path, book: Book) -> None:
