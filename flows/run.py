@@ -36,7 +36,7 @@ from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunOutput, RunRecord, last_as_of_dates, record_report, record_run_outcome
+from warehouse.load import RunOutput, RunRecord, kept_rows, last_as_of_dates, record_report, record_run_outcome
 
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
@@ -247,6 +247,7 @@ def _pipeline(
             pl.concat([*found.outbox, notice_outbox]),
             _concat_or_none(found.stress),
             _concat_or_none(found.risk),
+            *(found.kept_files if found.spilled else (None, None)),
         )
         record.counts = {
             "bars_fetched": bars_fetched,
@@ -289,6 +290,7 @@ class _Assessment:
     bad_loans: list[str] = field(default_factory=list)
     alerts: list[pl.DataFrame] = field(default_factory=list)  # a large run keeps only those recent enough to send
     alert_files: list[Path] = field(default_factory=list)  # every alert of a large run, set aside in Parquet
+    kept_files: tuple[list[Path], list[Path]] = field(default_factory=lambda: ([], []))  # its newest and breach rows
     alert_count: int = 0
     outbox: list[pl.DataFrame] = field(default_factory=list)
     stress: list[pl.DataFrame] = field(default_factory=list)
@@ -350,12 +352,14 @@ def _assess(
             found.alert_count += alerts.height
             found.outbox.append(outbox)
             if found.spilled:
-                files = (spill / f"ltv-{index:05d}.parquet", spill / f"alerts-{index:05d}.parquet")
+                files = [spill / f"{kind}-{index:05d}.parquet" for kind in ("ltv", "alerts", "newest", "breaches")]
                 if writing is not None:
                     writing.result()  # at most one partition waits to be written: memory stays bounded
-                writing = writer.submit(_set_aside_each, [(ltv, files[0]), (alerts, files[1])])
+                writing = writer.submit(_set_aside_partition, ltv, alerts, files)
                 found.files.append(files[0])
                 found.alert_files.append(files[1])
+                found.kept_files[0].append(files[2])
+                found.kept_files[1].append(files[3])
                 found.alerts.append(alerts.filter(pl.col("as_of_date") >= deliver_from))
             else:
                 found.ltv.append(ltv)
@@ -389,8 +393,12 @@ def _set_aside(rows: pl.DataFrame, path: Path) -> Path:
     return path
 
 
-def _set_aside_each(rows_and_paths: list[tuple[pl.DataFrame, Path]]) -> None:
-    for rows, path in rows_and_paths:
+def _set_aside_partition(ltv: pl.DataFrame, alerts: pl.DataFrame, files: list[Path]) -> None:
+    """Write a partition's LTV rows, its alerts, and the LTV rows each kept table takes (files in that order).
+
+    Each loan is in one partition, so a partition's newest row of a loan is the run's.
+    """
+    for rows, path in zip((ltv, alerts, *kept_rows(ltv)), files, strict=True):
         _set_aside(rows, path)
 
 

@@ -17,7 +17,8 @@ from marginwatch.faults import crash_point
 from transforms.alerts import PRIOR_SCHEMA
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
 
-BREACH_DAYS = "status IN ('margin_call', 'liquidation')"  # the rows `marts.margin_call_days` keeps
+BREACH_STATUSES = ("margin_call", "liquidation")
+BREACH_DAYS = f"status IN {BREACH_STATUSES}"  # the rows `marts.margin_call_days` keeps
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,16 @@ class RunOutput:
     outbox: pl.DataFrame | None = None  # (alert_key, channel) to deliver
     stress: pl.DataFrame | None = None  # stress rows of the same loans and dates as `ltv`; None: not computed
     risk: pl.DataFrame | None = None  # risk rows of the same loans and dates as `ltv`; None: not computed
+    # The rows of `ltv` the kept tables take (`kept_rows`), set aside apart by a large run so the load
+    # need not read every loan-day again; None: taken from `ltv`.
+    ltv_newest: list[Path] | None = None
+    ltv_breaches: list[Path] | None = None
+
+
+def kept_rows(ltv: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the LTV rows the kept tables take: each loan's newest, and those at margin call or liquidation."""
+    newest = ltv.filter(pl.col("as_of_date") == pl.col("as_of_date").max().over("loan_id"))
+    return newest, ltv.filter(pl.col("status").is_in(BREACH_STATUSES))
 
 
 @dataclass
@@ -106,8 +117,9 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         crash_point("load:fx")
         partition = (output.ltv_loan_ids, run.as_of_start, run.as_of_end)
         _replace_partition(con, "marts.loan_ltv_daily", output.ltv, *partition)
-        _replace_partition(con, "marts.margin_call_days", output.ltv, *partition, BREACH_DAYS)
-        _refresh_latest(con, output.ltv, *partition)
+        breaches = output.ltv if output.ltv_breaches is None else output.ltv_breaches
+        _replace_partition(con, "marts.margin_call_days", breaches, *partition, BREACH_DAYS)
+        _refresh_latest(con, output.ltv if output.ltv_newest is None else output.ltv_newest, *partition)
         crash_point("load:ltv")
         if output.stress is not None and output.risk is not None:
             _replace_partition(con, "marts.loan_stress_daily", output.stress, *partition)

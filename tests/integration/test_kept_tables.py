@@ -59,8 +59,20 @@ def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
     in_memory, spilled = tmp_path / "memory.duckdb", tmp_path / "spilled.duckdb"
     backfill(book, str(in_memory), D("2025-12-01"), D("2026-04-30"), "synthetic")
     monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)
-    backfill(book, str(spilled), D("2025-12-01"), D("2026-04-30"), "synthetic")
+    set_aside, written = run._set_aside, []
+
+    def noting(rows: pl.DataFrame, where: Path) -> Path:
+        written.append((where.name, rows.height))
+        return set_aside(rows, where)
+
+    monkeypatch.setattr(run, "_set_aside", noting)
+    one_loan_each = book.model_copy(update={"settings": book.settings.model_copy(update={"ltv_partition_loans": 1})})
+    backfill(one_loan_each, str(spilled), D("2025-12-01"), D("2026-04-30"), "synthetic")
     assert not list(tmp_path.glob(".spilled.duckdb.spill-*"))  # the set-aside rows are gone once published
+    # The kept tables are loaded from each partition's own newest and breach rows, not from every loan-day.
+    sizes = dict(written)
+    assert [sizes[f"newest-0000{i}.parquet"] for i in (0, 1)] == [1, 1]
+    assert 0 < sizes["breaches-00000.parquet"] < sizes["ltv-00000.parquet"]
     for table in ("marts.loan_ltv_daily", "marts.loan_ltv_latest", "marts.margin_call_days", "marts.loan_risk_daily"):
         sql = f"SELECT * EXCLUDE (run_id) FROM {table} ORDER BY ALL"
         assert rows(spilled, sql) == rows(in_memory, sql), table
