@@ -247,7 +247,8 @@ def _pipeline(
             pl.concat([*found.outbox, notice_outbox]),
             _concat_or_none(found.stress),
             _concat_or_none(found.risk),
-            *(found.kept_files if found.spilled else (None, None)),
+            ltv_newest=found.newest_files if found.spilled else None,
+            ltv_breaches=found.breach_files if found.spilled else None,
         )
         record.counts = {
             "bars_fetched": bars_fetched,
@@ -290,7 +291,8 @@ class _Assessment:
     bad_loans: list[str] = field(default_factory=list)
     alerts: list[pl.DataFrame] = field(default_factory=list)  # a large run keeps only those recent enough to send
     alert_files: list[Path] = field(default_factory=list)  # every alert of a large run, set aside in Parquet
-    kept_files: tuple[list[Path], list[Path]] = field(default_factory=lambda: ([], []))  # its newest and breach rows
+    newest_files: list[Path] = field(default_factory=list)  # each loan's newest LTV row of a large run, set aside
+    breach_files: list[Path] = field(default_factory=list)  # its LTV rows at margin call or liquidation, set aside
     alert_count: int = 0
     outbox: list[pl.DataFrame] = field(default_factory=list)
     stress: list[pl.DataFrame] = field(default_factory=list)
@@ -358,8 +360,8 @@ def _assess(
                 writing = writer.submit(_set_aside_partition, ltv, alerts, files)
                 found.files.append(files[0])
                 found.alert_files.append(files[1])
-                found.kept_files[0].append(files[2])
-                found.kept_files[1].append(files[3])
+                found.newest_files.append(files[2])
+                found.breach_files.append(files[3])
                 found.alerts.append(alerts.filter(pl.col("as_of_date") >= deliver_from))
             else:
                 found.ltv.append(ltv)

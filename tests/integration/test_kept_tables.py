@@ -85,7 +85,8 @@ def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(
     assert_kept_tables_agree(spilled)
 
 
-@pytest.mark.parametrize("refused", ["ltv-00000.parquet", "ltv-00001.parquet"])  # while partitions remain; the last
+# A partition's rows while partitions remain, the last's, and a kept table's rows set aside beside them.
+@pytest.mark.parametrize("refused", ["ltv-00000.parquet", "ltv-00001.parquet", "breaches-00001.parquet"])
 def test_a_set_aside_the_disk_refuses_fails_the_run_and_leaves_the_warehouse_as_it_was(
     tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch, refused: str
 ) -> None:
