@@ -86,7 +86,18 @@ def _child(args: argparse.Namespace) -> None:
     timings = {"imports_s": imported - started, "pipeline_s": done - imported, "peak_mib": peak_mib}
     source_s = _source_seconds(args) if args.child == "daily" else None
     prefect_s = _prefect_seconds() if args.child == "daily" else None
-    print(json.dumps(timings | {"source_s": source_s, "prefect_s": prefect_s, "counts": summary.counts}))
+    stages = _stage_seconds(Path(args.warehouse), summary.run_id)
+    figures = {"source_s": source_s, "prefect_s": prefect_s, "stages": stages, "counts": summary.counts}
+    print(json.dumps(timings | figures))
+
+
+def _stage_seconds(warehouse: Path, run_id: str) -> dict[str, float]:
+    """Return where the run's time went, stage by stage, as its record in `meta.runs` keeps it."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        found = con.execute("SELECT stage_seconds FROM meta.runs WHERE run_id = ?", [run_id]).fetchall()
+    return dict(json.loads(found[0][0])) if found and found[0][0] else {}
 
 
 def _prefect_seconds() -> float:
@@ -382,11 +393,24 @@ def measure(loans: int, symbols: int, sessions: int, runs: int, pandas_sample: i
         "daily_prefect_s": statistics.median(d["prefect_s"] for d in dailies),
         # The run less the synthetic source (a live run waits on Yahoo instead) and Prefect's own cost.
         "daily_own_s": statistics.median(d["pipeline_s"] - d["source_s"] - d["prefect_s"] for d in dailies),
+        "backfill_stages_s": _median_stages(backfills),
+        "daily_stages_s": _median_stages(dailies),
         "imports_s": statistics.median(b["imports_s"] for b in backfills + dailies),
         "server_start_s": server_s,
         "queries_s": queries,
         "correctness": check,
     }
+
+
+def _median_stages(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Return each stage's median seconds over the runs (as recorded in `meta.runs`), longest first."""
+    names = {name for run in runs for name in run["stages"]}
+    medians = {name: statistics.median(run["stages"].get(name, 0.0) for run in runs) for name in names}
+    return dict(sorted(medians.items(), key=lambda item: -item[1]))
+
+
+def _by_stage(stages: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items() if name != "total")
 
 
 def print_table(found: dict[str, Any]) -> None:
@@ -397,6 +421,7 @@ def print_table(found: dict[str, Any]) -> None:
     )
     lines = [
         ("backfill, real pipeline", f"{found['backfill_s']:.2f} s", f"peak {found['backfill_peak_mib']:.0f} MiB"),
+        ("  by stage (s)", "", _by_stage(found["backfill_stages_s"])),
         (
             "limit: one DuckDB statement",
             f"{found['limit_s']:.2f} s",
@@ -411,6 +436,7 @@ def print_table(found: dict[str, Any]) -> None:
         ("  of which the synthetic source", f"{found['daily_source_s']:.2f} s", "generating the bars"),
         ("  of which Prefect's own cost", f"{found['daily_prefect_s']:.2f} s", "an empty flow run, timed after it"),
         ("  the pipeline's own work", f"{found['daily_own_s']:.2f} s", "the run less those two (median of runs)"),
+        ("  by stage (s)", "", _by_stage(found["daily_stages_s"])),
         ("imports (per process)", f"{found['imports_s']:.2f} s", "not in the figures above"),
         ("Prefect server start", f"{found['server_start_s']:.2f} s", "not in the figures above"),
         *[(f"query: {name}", f"{seconds * 1000:.1f} ms", "") for name, seconds in found["queries_s"].items()],

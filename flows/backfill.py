@@ -10,6 +10,7 @@ from prefect import flow
 from flows.collector import run_collector
 from flows.plan import plan_backfill
 from flows.run import RunSummary, as_book, execute, risk_history_sessions
+from flows.stages import stage, timing_run
 from marginwatch.config import Book
 
 
@@ -23,8 +24,9 @@ def backfill(
     now: dt.datetime | None = None,
 ) -> RunSummary:
     """Compute and publish LTV for every NASDAQ session in [start, end] (`book`: a Book or its TOML path)."""
-    with run_collector():  # a large book is hundreds of thousands of objects: see flows/collector.py
-        book = as_book(book)
+    with run_collector(), timing_run():  # see flows/collector.py and flows/stages.py
+        with stage("book"):
+            book = as_book(book)
         window = max(loan.valuation_window for loan in book.loans)
         return execute(
             "backfill",

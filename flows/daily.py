@@ -10,6 +10,7 @@ from prefect import flow
 from flows.collector import run_collector
 from flows.plan import plan_daily
 from flows.run import RunSummary, as_book, execute, risk_history_sessions
+from flows.stages import stage, timing_run
 from marginwatch import calendar
 from marginwatch.config import Book
 
@@ -28,8 +29,9 @@ def daily(
     `book` is a validated Book or the path of its TOML file; pass the path for large books, as
     Prefect keeps every flow parameter (and caps them at 512 KB).
     """
-    with run_collector():  # a large book is hundreds of thousands of objects: see flows/collector.py
-        book = as_book(book)
+    with run_collector(), timing_run():  # see flows/collector.py and flows/stages.py
+        with stage("book"):
+            book = as_book(book)
         moment = now or dt.datetime.now(dt.UTC)
         day = as_of or calendar.latest_completed_session(moment)
         accrual = {loan.id: loan.accrual_start for loan in book.loans}

@@ -23,6 +23,7 @@ from flows import alerting, tasks
 from flows.plan import RunPlan
 from flows.runners import partitions_at_once
 from flows.sources import make_source
+from flows.stages import stage, stage_seconds, timed
 from flows.tasks import as_is
 from marginwatch import calendar
 from marginwatch.book import collateral_frame, loan_frame, market_symbols
@@ -36,7 +37,15 @@ from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
 from warehouse.backup import take_backup
 from warehouse.connection import open_writer, run_lock
-from warehouse.load import RunOutput, RunRecord, kept_rows, last_as_of_dates, record_report, record_run_outcome
+from warehouse.load import (
+    RunOutput,
+    RunRecord,
+    kept_rows,
+    last_as_of_dates,
+    record_report,
+    record_run_outcome,
+    record_stages,
+)
 
 log = logging.getLogger("marginwatch")
 POLL_SECONDS = 60.0  # between asks for a bar the source does not have yet
@@ -143,17 +152,24 @@ def execute(
                 alerting.notify_failure(book, warehouse if existed else None, timeout, record, _one_line(exc))
             raise
         crash_point("run:committed")
-        report = _write_report(warehouse, settings, summary.as_of_end, record.run_id) if flow_name == "daily" else None
+        report = None
+        if flow_name == "daily":
+            with stage("report"):
+                report = _write_report(warehouse, settings, summary.as_of_end, record.run_id)
         crash_point("run:reported")
-        deliveries = alerting.deliver_alerts(warehouse, timeout, as_is(book), report)
+        with stage("deliver"):
+            deliveries = alerting.deliver_alerts(warehouse, timeout, as_is(book), report)
         crash_point("run:delivered")
         if settings.backups_kept and flow_name == "daily":
-            take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC), timeout=timeout)
+            with stage("backup"):
+                take_backup(warehouse, settings.backups_kept, dt.datetime.now(dt.UTC), timeout=timeout)
             crash_point("backup:taken")
-    summary = replace(summary, deliveries=deliveries, report=report)
-    if summary.alerts is not None:
-        recent = summary.alerts.filter(pl.col("as_of_date") >= summary.deliver_from)
-        alerting.announce(recent, summary.ltv, summary.as_of_end)
+        summary = replace(summary, deliveries=deliveries, report=report)
+        if summary.alerts is not None:
+            with stage("announce"):
+                recent = summary.alerts.filter(pl.col("as_of_date") >= summary.deliver_from)
+                alerting.announce(recent, summary.ltv, summary.as_of_end)
+        _record_stages(warehouse, timeout, record)
     if summary.held_back:
         message = _gate_message(summary)
         _run_logger().error("data-quality alert: %s", message)  # shown in Prefect's UI for the run
@@ -173,18 +189,21 @@ def _pipeline(
     settings = book.settings
     timeout = settings.lock_timeout_seconds
     source = make_source(source_spec or settings.source, settings.synthetic_seed)
-    loans, collateral = loan_frame(book), collateral_frame(book)
-    loan_ids = loans["loan_id"].to_list()
-    plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
+    with stage("plan"):
+        loans, collateral = loan_frame(book), collateral_frame(book)
+        loan_ids = loans["loan_id"].to_list()
+        plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
     record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
     crash_point("run:planned")
     symbols = market_symbols(collateral, loans)
     stocks = [s for s in symbols if not s.endswith("=X")]
     pairs = [_pair(s) for s in symbols if s.endswith("=X")]
-    split_state = tasks.read_split_state(warehouse, timeout, stocks)
-    fetched = _restate_new_splits(
-        source, _fetch_waiting(source, symbols, plan, wait_for_bars_seconds), split_state, plan
-    )
+    with stage("read"):
+        split_state = tasks.read_split_state(warehouse, timeout, stocks)
+    with stage("fetch"):
+        fetched = _restate_new_splits(
+            source, _fetch_waiting(source, symbols, plan, wait_for_bars_seconds), split_state, plan
+        )
     crash_point("run:fetched")
     splits = pl.concat(
         [
@@ -194,15 +213,18 @@ def _pipeline(
     )
     raw = label_raw_bars(fetched, source.name, record.run_id, dt.datetime.now(dt.UTC))
     del fetched  # a whole book's bars: keep one copy, the labelled one
-    history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
-    verdict, staged = tasks.gate_and_stage(raw, history, plan.as_of_end, settings.max_close_move, record.run_id)
+    with stage("read"):
+        history = tasks.read_history(warehouse, timeout, stocks, pairs, plan.fetch_start, plan.fetch_end)
+    with stage("gate"):
+        verdict, staged = tasks.gate_and_stage(raw, history, plan.as_of_end, settings.max_close_move, record.run_id)
     crash_point("run:staged")
     plan = _widen_for_revisions(plan, history, staged)
     record.as_of_start = plan.as_of_start
     held = _held_back_loans(collateral, loans, verdict.blocked_symbols, verdict.blocked_pairs)
     ready = loans.filter(~pl.col("loan_id").is_in(held))
     pledged = adjust_shares_for_splits(collateral, splits)
-    prior = alerting.read_alert_state(warehouse, timeout, as_is(ready["loan_id"].to_list()), plan.as_of_start)
+    with stage("read"):
+        prior = alerting.read_alert_state(warehouse, timeout, as_is(ready["loan_id"].to_list()), plan.as_of_start)
     deliver_from = calendar.sessions_back(calendar.latest_completed_session(now), settings.alert_lookback_sessions)
     _remove_stale_spills(warehouse)
     bars_fetched = raw.height
@@ -223,14 +245,15 @@ def _pipeline(
             "pairs": verdict.blocked_pairs,
             "loans": sorted({*held, *found.bad_loans}),
         }
-        notices, notice_outbox = alerting.raise_alerts(
-            as_is(book),
-            pl.DataFrame(schema=found.latest.schema),
-            prior,
-            plan.as_of_end,
-            dict.fromkeys(held_back["loans"], _held_text(held_back)),
-            deliver_from,
-        )
+        with stage("alert_rules"):
+            notices, notice_outbox = alerting.raise_alerts(
+                as_is(book),
+                pl.DataFrame(schema=found.latest.schema),
+                prior,
+                plan.as_of_end,
+                dict.fromkeys(held_back["loans"], _held_text(held_back)),
+                deliver_from,
+            )
         alerts = pl.concat([*found.alerts, notices])  # a large run's recent ones: the rest wait on disk
         if found.spilled:
             found.alert_files.append(_set_aside(notices, Path(spill) / "alerts-notices.parquet"))
@@ -260,8 +283,11 @@ def _pipeline(
         }
         if held_back["loans"] or held_back["symbols"] or held_back["pairs"]:
             record.status, record.error = "dq_failed", _held_text(held_back)
-        tasks.load_warehouse(warehouse, timeout, as_is(output), record)
-    docs = _data_docs(warehouse, settings.data_docs_dir)
+        record.stages = stage_seconds()  # so far; the stages after the load are added once they are done
+        with stage("load"):
+            tasks.load_warehouse(warehouse, timeout, as_is(output), record)
+    with stage("data_docs"):
+        docs = _data_docs(warehouse, settings.data_docs_dir)
     return RunSummary(
         record.run_id,
         record.flow,
@@ -325,7 +351,8 @@ def _assess(
     sessions = len(calendar.sessions_between(plan.as_of_start, plan.as_of_end)) + risk_history_sessions(book)
     size = tasks.partition_size(sessions, settings.ltv_partition_loans)
     found = _Assessment(spilled=_spills(loans, plan))
-    risk_history = _risk_history(book, warehouse, markets, plan)
+    with stage("read"):
+        risk_history = _risk_history(book, warehouse, markets, plan)
     run_id = pl.lit(record.run_id)
     latest = []
     at_once = partitions_at_once(settings)
@@ -334,8 +361,9 @@ def _assess(
     # checked (Polars writes without the interpreter lock; GX's checks hold it), one partition behind.
     writing: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=SET_ASIDE_THREAD) as writer, closing(partitions):
-        for index, (loan_ids, computed) in enumerate(partitions):
-            validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
+        for index, (loan_ids, computed) in enumerate(timed("compute", partitions)):
+            with stage("ltv_check"):
+                validated = tasks.validate_ltv(computed.with_columns(run_id=run_id), record.run_id)
             tasks.release(computed, validated)
             ltv, results, bad = validated
             part = loans.filter(pl.col("loan_id").is_in(loan_ids))
@@ -345,10 +373,12 @@ def _assess(
             found.rows += ltv.height
             latest.append(ltv.filter(pl.col("as_of_date") == plan.as_of_end))
             if risk_history is not None and ltv.height:
-                stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
+                with stage("risk"):
+                    stress, risk = _assess_risk(book, risk_history, staged, part, pledged, ltv)
                 found.stress.append(stress)
                 found.risk.append(risk)
-            raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+            with stage("alert_rules"):
+                raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
             tasks.release(raised)
             alerts, outbox = raised
             found.alert_count += alerts.height
@@ -356,7 +386,8 @@ def _assess(
             if found.spilled:
                 files = [spill / f"{kind}-{index:05d}.parquet" for kind in ("ltv", "alerts", "newest", "breaches")]
                 if writing is not None:
-                    writing.result()  # at most one partition waits to be written: memory stays bounded
+                    with stage("set_aside"):
+                        writing.result()  # at most one partition waits to be written: memory stays bounded
                 writing = writer.submit(_set_aside_partition, ltv, alerts, files)
                 found.files.append(files[0])
                 found.alert_files.append(files[1])
@@ -369,7 +400,8 @@ def _assess(
             # Before the next partition's check: held, these would overlap it and the one computing.
             del computed, validated, ltv, results, part, raised, alerts, outbox
         if writing is not None:
-            writing.result()  # a write the disk refused is this run's WarehouseError
+            with stage("set_aside"):
+                writing.result()  # a write the disk refused is this run's WarehouseError
     crash_point("run:computed")
     found.latest = pl.concat(latest) if latest else pl.DataFrame(schema=LTV_SCHEMA | {"run_id": pl.String()})
     return found
@@ -589,7 +621,18 @@ def _last_computed(warehouse: Path, timeout: float, loan_ids: list[str]) -> dict
         return last_as_of_dates(con, loan_ids)
 
 
+def _record_stages(warehouse: Path, timeout: float, record: RunRecord) -> None:
+    """Complete the run's record with every stage's time, now that the last is done."""
+    record.stages = stage_seconds()
+    try:
+        with open_writer(warehouse, timeout) as con:
+            record_stages(con, record.run_id, record.stages)
+    except Exception as exc:  # the published run stands; the timings are a note on it
+        log.warning("could not record the stage times of run %s: %s", record.run_id, exc)
+
+
 def _record_failure(warehouse: Path, timeout: float, record: RunRecord, exc: Exception) -> None:
+    record.stages = stage_seconds()  # how far it got, and where the time went until then
     try:
         with open_writer(warehouse, timeout) as con:
             record_run_outcome(con, record, "failed", _one_line(exc))

@@ -133,10 +133,10 @@ def _outbox(alerts: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 def _runs_and_dq() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     started = dt.datetime(2026, 3, 27, 22, 0, tzinfo=UTC)
     runs = [
-        (RUN, "daily", "{}", "synthetic", AS_OF, AS_OF, started, started, "succeeded", 2, 2, 0, 2, None, None),
+        (RUN, "daily", "{}", "synthetic", AS_OF, AS_OF, started, started, "succeeded", 2, 2, 0, 2, None, None, None),
         (FAILED_RUN, "daily", "{}", "synthetic", AS_OF, AS_OF, started + dt.timedelta(hours=1),
          started + dt.timedelta(hours=1, minutes=1), "dq_failed", 2, 0, 0, 0,
-         "data-quality gate failed: prices.close_positive <blocking>", None),
+         "data-quality gate failed: prices.close_positive <blocking>", None, None),
     ]  # fmt: skip
     dq = [
         (FAILED_RUN, "prices", "close_positive", "expect_column_values_to_be_between", "close", "blocking", False,

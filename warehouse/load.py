@@ -62,6 +62,7 @@ class RunRecord:
     counts: dict[str, int] = field(default_factory=dict)
     status: str = "succeeded"
     error: str | None = None
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds by stage (flows/stages.py)
 
 
 def last_as_of_dates(con: duckdb.DuckDBPyConnection, loan_ids: list[str]) -> dict[str, dt.date]:
@@ -292,8 +293,8 @@ def _insert_run(
 ) -> None:
     con.execute(
         "INSERT INTO meta.runs (run_id, flow, parameters, source, as_of_start, as_of_end, started_at, "
-        "finished_at, status, bars_fetched, prices_staged, fx_staged, ltv_rows, error) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "finished_at, status, bars_fetched, prices_staged, fx_staged, ltv_rows, error, stage_seconds) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run.run_id,
             run.flow,
@@ -309,6 +310,7 @@ def _insert_run(
             run.counts.get("fx_staged", 0),
             run.counts.get("ltv_rows", 0),
             error,
+            json.dumps(run.stages) if run.stages else None,
         ],
     )
 
@@ -426,6 +428,14 @@ def read_split_events(con: duckdb.DuckDBPyConnection, symbols: list[str]) -> pl.
            WHERE p.stock_splits > 0 OR p.session_date = f.first_staged""",
         params={"symbols": symbols},
     ).pl()
+
+
+def record_stages(con: duckdb.DuckDBPyConnection, run_id: str, stages: dict[str, float]) -> None:
+    """Note on the run's record where its time went, stage by stage, once its last stage is done."""
+    con.execute(
+        "UPDATE meta.runs SET stage_seconds = $stages WHERE run_id = $run_id",
+        {"stages": json.dumps(stages), "run_id": run_id},
+    )
 
 
 def record_report(con: duckdb.DuckDBPyConnection, run_id: str, path: str) -> None:

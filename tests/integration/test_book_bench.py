@@ -30,4 +30,11 @@ def test_the_book_benchmark_runs_and_the_pipeline_matches_the_sql_limit(tmp_path
     }
     assert size["daily_runs_s"] and size["pandas_sample_rows"] == 5 * 30
     assert size["daily_prefect_s"] > 0 and size["daily_own_s"] < size["daily_s"] - size["daily_source_s"]
+    # each run's stages as its record in meta.runs keeps them: the work of a run, then the rest of it
+    daily = size["daily_stages_s"]
+    assert {"book", "plan", "fetch", "read", "gate", "compute", "ltv_check", "alert_rules", "load"} <= set(daily)
+    assert {"data_docs", "report", "deliver", "announce", "other", "total"} <= set(daily)
+    assert "report" not in size["backfill_stages_s"] and "compute" in size["backfill_stages_s"]
+    assert sum(v for k, v in daily.items() if k != "total") == pytest.approx(daily["total"], abs=0.01)
+    assert daily["total"] <= size["daily_s"]
     assert [row["symbols_total"] for row in found["fetch"]] == [8, 8]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import itertools
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -48,6 +49,17 @@ def test_first_daily_run_builds_history_and_tells_the_synthetic_story(tmp_path: 
     assert rows(path, "SELECT DISTINCT source FROM marts.loan_ltv_daily") == [("synthetic",)]
     assert rows(path, "SELECT DISTINCT source FROM staging.prices") == [("synthetic",)]
     assert rows(path, "SELECT flow, status, ltv_rows FROM meta.runs") == [("daily", "succeeded", 2 * 158)]
+    # where the run's time went, every stage of it, on its record
+    stages = last_run_stages(path)
+    done = ["book", "plan", "read", "fetch", "gate", "compute", "ltv_check", "risk", "alert_rules", "load"]
+    assert set(stages) == {*done, "data_docs", "report", "deliver", "backup", "announce", "other", "total"}
+    assert all(seconds >= 0 for seconds in stages.values()) and stages["report"] > 0
+    assert sum(v for name, v in stages.items() if name != "total") == pytest.approx(stages["total"], abs=0.01)
+
+
+def last_run_stages(path: Path) -> dict[str, float]:
+    found = rows(path, "SELECT stage_seconds FROM meta.runs ORDER BY started_at DESC LIMIT 1")[0][0]
+    return dict(json.loads(found))
 
 
 def test_rerun_of_the_same_day_gives_identical_rows(tmp_path: Path, book: Book) -> None:
@@ -160,6 +172,7 @@ def test_malformed_csv_source_leaves_the_warehouse_as_it_was(tmp_path: Path, boo
         daily(book, str(path), f"csv:{folder}", D("2026-02-02"))
     assert {t: rows(path, f"SELECT * FROM {t} ORDER BY ALL") for t in tables} == before
     assert rows(path, "SELECT status, error LIKE '%oops%' FROM meta.runs ORDER BY started_at")[-1] == ("failed", True)
+    assert {"book", "plan", "fetch"} <= set(last_run_stages(path)) and "load" not in last_run_stages(path)
 
 
 def test_failure_on_a_new_warehouse_creates_no_file(tmp_path: Path, book: Book) -> None:
