@@ -404,9 +404,7 @@ def validate_ltv(ltv: pl.DataFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataF
     accepted, _, blocked = apply_verdict(ltv, outcome.row_reasons, "loan_id")
     if outcome.table_blocked:
         blocked = sorted(ltv["loan_id"].unique().to_list())
-    if blocked:
-        accepted = accepted.filter(~pl.col("loan_id").is_in(blocked))
-    return accepted.select(ltv.columns), outcome.results, blocked
+    return accepted.filter(~pl.col("loan_id").is_in(blocked)).select(ltv.columns), outcome.results, blocked
 
 
 @task(name="load-warehouse", cache_policy=NO_CACHE)

@@ -182,9 +182,6 @@ def previous_bars(history: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame
     )
 
 
-NO_REASONS = pl.lit(None, pl.String)  # a row that failed no check
-
-
 def apply_verdict(
     incoming: pl.DataFrame, reasons: pl.DataFrame, key: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
@@ -194,9 +191,7 @@ def apply_verdict(
     is published for it; the failing rows themselves go to quarantine with their reasons.
     Accepted rows carry `warnings`, the names of the warning checks they failed.
     """
-    if reasons.is_empty():  # every row passed (the usual case): nothing to join, quarantine or hold back
-        return incoming.with_columns(warnings=NO_REASONS), incoming.clear().with_columns(reasons=NO_REASONS), []
-    tagged = incoming.with_row_index("_row").join(reasons, on="_row", how="left", maintain_order="left")
+    tagged = incoming.with_row_index("_row").join(reasons, on="_row", how="left")
     blocked = tagged.filter(pl.col("is_blocked").fill_null(False))[key].unique().sort().to_list()
     quarantined = tagged.filter(pl.col("is_blocked").fill_null(False)).drop("_row", "is_blocked")
     accepted = tagged.filter(~pl.col(key).is_in(blocked)).rename({"reasons": "warnings"}).drop("_row", "is_blocked")

@@ -498,18 +498,6 @@ def test_apply_verdict_with_only_warnings_accepts_everything() -> None:
     assert accepted.rows() == [("USDJPY", 157.0, "weekday"), ("USDJPY", 157.4, None)]
 
 
-def test_apply_verdict_with_no_failing_row_accepts_every_row_in_order() -> None:
-    incoming = pl.DataFrame({"loan_id": ["b", "a", "b"], "ltv": [0.5, 0.4, 0.6]})
-    no_reasons = pl.DataFrame(schema=REASON_SCHEMA)
-    accepted, quarantined, blocked = apply_verdict(incoming, no_reasons, "loan_id")
-    assert blocked == []
-    assert accepted.schema == pl.Schema({"loan_id": pl.String, "ltv": pl.Float64, "warnings": pl.String})
-    assert accepted.rows() == [("b", 0.5, None), ("a", 0.4, None), ("b", 0.6, None)]
-    # the same shape as a verdict with failures gives: the incoming columns and the reasons
-    assert quarantined.is_empty()
-    assert quarantined.schema == pl.Schema({"loan_id": pl.String, "ltv": pl.Float64, "reasons": pl.String})
-
-
 def test_fx_band_and_default_spread() -> None:
     fx = pl.DataFrame(
         {
