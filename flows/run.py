@@ -230,12 +230,14 @@ def _pipeline(
     bars_fetched = raw.height
     with tempfile.TemporaryDirectory(dir=warehouse.parent, prefix=_spill_prefix(warehouse)) as spill:
         large = _spills(ready, plan)
-        kept_raw: pl.DataFrame | list[Path] = [_set_aside(raw, Path(spill) / "raw.parquet")] if large else raw
-        del raw  # a large run's bars wait on disk for the publishing transaction
+        kept_raw: pl.DataFrame | list[Path] = raw
         kept_prices: pl.DataFrame | list[Path] = staged[0]
-        if large:  # so do its staged prices: valuing the loans needs five of their fourteen columns
-            kept_prices = [_set_aside(staged[0], Path(spill) / "prices.parquet")]
-            history, staged = _valued_only(history), _valued_only(staged)
+        if large:  # a large run's bars and staged prices wait on disk for the publishing transaction
+            with stage("set_aside"):
+                kept_raw = [_set_aside(raw, Path(spill) / "raw.parquet")]
+                del raw  # a whole book's bars: not held through the partitions
+                kept_prices = [_set_aside(staged[0], Path(spill) / "prices.parquet")]
+            history, staged = _valued_only(history), _valued_only(staged)  # valuing needs 5 of 14 price columns
         markets = (stocks, pairs)
         lending, bars = (ready, pledged), (history, staged)
         found = _assess(book, warehouse, markets, lending, bars, plan, record, prior, deliver_from, Path(spill))
