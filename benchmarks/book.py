@@ -93,9 +93,9 @@ def _child(args: argparse.Namespace) -> None:
 
 def _stage_seconds(warehouse: Path, run_id: str) -> dict[str, float]:
     """Return where the run's time went, stage by stage, as its record in `meta.runs` keeps it."""
-    import duckdb
+    from warehouse.connection import open_reader
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with open_reader(warehouse) as con:
         found = con.execute("SELECT stage_seconds FROM meta.runs WHERE run_id = ?", [run_id]).fetchall()
     return dict(json.loads(found[0][0])) if found and found[0][0] else {}
 
