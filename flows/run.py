@@ -32,6 +32,7 @@ from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, W
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
 from marginwatch.sources.base import MarketSource
+from transforms.alerts import open_episodes
 from transforms.ltv import LTV_SCHEMA, VALUED_PRICE_COLUMNS, adjust_shares_for_splits
 from transforms.risk import RiskModel
 from transforms.staging import earliest_revision, fx_pair_expr, label_raw_bars
@@ -274,6 +275,7 @@ def _pipeline(
             _concat_or_none(found.risk),
             ltv_newest=found.newest_files if found.spilled else None,
             ltv_breaches=found.breach_files if found.spilled else None,
+            episodes=_concat_or_none(found.episodes),
         )
         record.counts = {
             "bars_fetched": bars_fetched,
@@ -322,6 +324,7 @@ class _Assessment:
     newest_files: list[Path] = field(default_factory=list)  # each loan's newest LTV row of a large run, set aside
     breach_files: list[Path] = field(default_factory=list)  # its LTV rows at margin call or liquidation, set aside
     alert_count: int = 0
+    episodes: list[pl.DataFrame] = field(default_factory=list)  # where each loan's open breach began
     outbox: list[pl.DataFrame] = field(default_factory=list)
     stress: list[pl.DataFrame] = field(default_factory=list)
     risk: list[pl.DataFrame] = field(default_factory=list)
@@ -384,6 +387,7 @@ def _assess(
             tasks.release(raised)
             alerts, outbox = raised
             found.alert_count += alerts.height
+            found.episodes.append(open_episodes(alerts))
             found.outbox.append(outbox)
             if found.spilled:
                 files = [spill / f"{kind}-{index:05d}.parquet" for kind in ("ltv", "alerts", "newest", "breaches")]

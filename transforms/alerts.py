@@ -40,6 +40,31 @@ PRIOR_SCHEMA: dict[str, pl.DataType] = {
     "prior_episode_start": pl.Date(),  # first session of the breach still open then, if any
 }
 
+EPISODE_SCHEMA: dict[str, pl.DataType] = {
+    "loan_id": pl.String(),
+    "as_of_date": pl.Date(),  # the loan's newest session in breach among the alerts
+    "episode_start": pl.Date(),  # first session of the breach open then
+}
+LEVEL_KINDS = ("level", "recovery", "reminder")  # one of them on every session a loan is in breach
+
+
+def open_episodes(alerts: pl.DataFrame) -> pl.DataFrame:
+    """Return where the breach open on each loan's newest alerted session in breach began (grain: loan).
+
+    Every session a loan spends at margin call or above raises one of the level kinds, carrying
+    the breach's start; the load keeps the start of a loan whose newest row is that session
+    (`marts.open_breaches`), so the next run need not read the loan's history for it.
+    """
+    return (
+        alerts.lazy()
+        .select("loan_id", "as_of_date", "kind", "episode_start")
+        .filter(pl.col("kind").is_in(LEVEL_KINDS) & pl.col("episode_start").is_not_null())
+        .group_by("loan_id")
+        .agg(pl.col("as_of_date").max(), pl.col("episode_start").sort_by("as_of_date").last())
+        .select([pl.col(n).cast(t) for n, t in EPISODE_SCHEMA.items()])
+        .collect()
+    )
+
 
 def _rank(column: str) -> pl.Expr:
     return pl.col(column).replace_strict(LEVEL_RANK, default=None, return_dtype=pl.Int8)

@@ -40,6 +40,9 @@ class RunOutput:
     # need not read every loan-day again; None: taken from `ltv`.
     ltv_newest: list[Path] | None = None
     ltv_breaches: list[Path] | None = None
+    # Where the breach open on each loan's newest computed row began, as the run's alert rules found it
+    # (`transforms.alerts.open_episodes`); None, or a loan it leaves out: read from the loan's history.
+    episodes: pl.DataFrame | None = None
 
 
 def kept_rows(ltv: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -121,6 +124,7 @@ def publish_run(con: duckdb.DuckDBPyConnection, output: RunOutput, run: RunRecor
         breaches = output.ltv if output.ltv_breaches is None else output.ltv_breaches
         _replace_partition(con, "marts.margin_call_days", breaches, *partition, BREACH_DAYS)
         _refresh_latest(con, output.ltv if output.ltv_newest is None else output.ltv_newest, *partition)
+        _refresh_open_breaches(con, output.episodes, *partition)
         crash_point("load:ltv")
         if output.stress is not None and output.risk is not None:
             _replace_partition(con, "marts.loan_stress_daily", output.stress, *partition)
@@ -284,6 +288,65 @@ def _refresh_latest(
         )
 
 
+# Where each breach open on a loan's newest row began, from the loans' history ($ids): what
+# `marts.open_breaches` keeps (v0008), for the loans a run's alert rules did not answer.
+_OPEN_BREACHES_FROM_HISTORY = f"""
+    WITH latest AS (
+        SELECT loan_id, as_of_date, status FROM marts.loan_ltv_latest
+        WHERE loan_id IN (SELECT unnest($ids)) AND {BREACH_DAYS}
+    ), last_calm AS (
+        SELECT d.loan_id, max(d.as_of_date) AS last_calm
+        FROM marts.loan_ltv_daily d JOIN latest USING (loan_id)
+        WHERE d.status IN ('ok', 'warning')
+        GROUP BY d.loan_id
+    )
+    SELECT l.loan_id, l.as_of_date, l.status, min(d.as_of_date) AS episode_start
+    FROM latest l
+    JOIN marts.loan_ltv_daily d USING (loan_id)
+    LEFT JOIN last_calm c USING (loan_id)
+    WHERE d.as_of_date > coalesce(c.last_calm, DATE '0001-01-01')
+    GROUP BY l.loan_id, l.as_of_date, l.status
+"""
+
+
+def _refresh_open_breaches(
+    con: duckdb.DuckDBPyConnection,
+    episodes: pl.DataFrame | None,
+    loan_ids: list[str],
+    start: dt.date | None,
+    end: dt.date | None,
+) -> None:
+    """Bring `marts.open_breaches` in line with `marts.loan_ltv_latest` for a run's loans.
+
+    A loan whose newest row the run computed takes the breach start the run's alert rules found;
+    any other of its loans in breach (a newest row the run did not compute, as after a rerun of
+    older sessions) has it worked out from its history.
+    """
+    if start is None or end is None or not loan_ids:
+        return
+    ids = {"ids": loan_ids}
+    con.execute("DELETE FROM marts.open_breaches WHERE loan_id IN (SELECT unnest($ids))", ids)
+    if episodes is not None and episodes.height:
+        with _readable(con, episodes, "_run_episodes") as (source, params):
+            con.execute(
+                "INSERT INTO marts.open_breaches BY NAME "
+                "SELECT l.loan_id, l.as_of_date, l.status, e.episode_start FROM marts.loan_ltv_latest l "
+                f"JOIN {source} e ON e.loan_id = l.loan_id AND e.as_of_date = l.as_of_date "
+                f"WHERE l.loan_id IN (SELECT unnest($ids)) AND l.{BREACH_DAYS}",
+                params | ids,
+            )
+    unanswered = con.execute(
+        f"SELECT loan_id FROM marts.loan_ltv_latest WHERE loan_id IN (SELECT unnest($ids)) AND {BREACH_DAYS} "
+        "EXCEPT SELECT loan_id FROM marts.open_breaches",
+        ids,
+    ).fetchall()
+    if unanswered:
+        con.execute(
+            f"INSERT INTO marts.open_breaches BY NAME {_OPEN_BREACHES_FROM_HISTORY}",
+            {"ids": [row[0] for row in unanswered]},
+        )
+
+
 def _insert_run(
     con: duckdb.DuckDBPyConnection,
     run: RunRecord,
@@ -347,16 +410,23 @@ def record_dq_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, run
 def read_alert_prior(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before: dt.date) -> pl.DataFrame:
     """Return each loan's status on its last session before `before` and the start of a breach open then.
 
-    A loan whose newest row is before `before` and calm is answered from `marts.loan_ltv_latest`;
-    only loans in a breach then, or rerun over older sessions, need their history read.
+    A loan whose newest row is before `before` is answered from `marts.loan_ltv_latest`, and if it
+    is in breach, from `marts.open_breaches`; only a loan rerun over older sessions (or, in a
+    warehouse the load has not yet kept in line, one in breach without a start) has its history read.
     """
     latest = con.sql(
-        "SELECT loan_id, status, as_of_date FROM marts.loan_ltv_latest WHERE loan_id IN (SELECT unnest($loans))",
+        """SELECT l.loan_id, l.status, l.as_of_date, b.episode_start
+           FROM marts.loan_ltv_latest l
+           LEFT JOIN marts.open_breaches b ON b.loan_id = l.loan_id AND b.as_of_date = l.as_of_date
+           WHERE l.loan_id IN (SELECT unnest($loans))""",
         params={"loans": loan_ids},
     ).pl()
-    calm = latest.filter((pl.col("as_of_date") < before) & pl.col("status").is_in(["ok", "warning"]))
-    rest = latest.filter(~pl.col("loan_id").is_in(calm["loan_id"].implode()))["loan_id"].to_list()
-    answered = calm.select("loan_id", pl.col("status").alias("prior_status"), prior_episode_start=pl.lit(None, pl.Date))
+    known = pl.col("status").is_in(["ok", "warning"]) | pl.col("episode_start").is_not_null()
+    settled = latest.filter((pl.col("as_of_date") < before) & known)
+    rest = latest.filter(~pl.col("loan_id").is_in(settled["loan_id"].implode()))["loan_id"].to_list()
+    answered = settled.select(
+        "loan_id", pl.col("status").alias("prior_status"), pl.col("episode_start").alias("prior_episode_start")
+    )
     found = pl.concat([answered, _read_history_prior(con, rest, before)]) if rest else answered
     return found.select([pl.col(name).cast(dtype) for name, dtype in PRIOR_SCHEMA.items()])
 

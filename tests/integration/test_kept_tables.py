@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -18,8 +19,9 @@ from marginwatch.errors import WarehouseError
 from tests.integration.conftest import rows
 from tests.integration.test_warehouse import NOW, ltv_rows
 from transforms.staging import FX_SCHEMA, PRICE_SCHEMA
+from warehouse import load
 from warehouse.connection import open_writer
-from warehouse.load import RunOutput, RunRecord, publish_run
+from warehouse.load import RunOutput, RunRecord, publish_run, read_alert_prior
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date.fromisoformat
@@ -29,11 +31,27 @@ LATEST = """SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily
 BREACHES = """SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily
               WHERE status IN ('margin_call', 'liquidation') ORDER BY loan_id, as_of_date"""
 
+# A loan's rows since its last calm one share that row's count of calm rows: the newest row's group,
+# if that row is in breach, is the open breach, and its first breach row is where it began.
+OPEN_BREACHES = """WITH counted AS (
+                       SELECT loan_id, as_of_date, status,
+                              count(*) FILTER (WHERE status IN ('ok', 'warning'))
+                                  OVER (PARTITION BY loan_id ORDER BY as_of_date) AS calm_rows
+                       FROM marts.loan_ltv_daily),
+                   newest AS (
+                       SELECT * FROM counted
+                       QUALIFY row_number() OVER (PARTITION BY loan_id ORDER BY as_of_date DESC) = 1)
+                   SELECT n.loan_id, n.as_of_date, n.status, min(c.as_of_date) AS episode_start
+                   FROM newest n JOIN counted c ON c.loan_id = n.loan_id AND c.calm_rows = n.calm_rows
+                   WHERE n.status IN ('margin_call', 'liquidation') AND c.status IN ('margin_call', 'liquidation')
+                   GROUP BY ALL ORDER BY loan_id"""
+
 
 def assert_kept_tables_agree(path: Path) -> None:
     assert rows(path, "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_latest ORDER BY loan_id") == rows(path, LATEST)
     kept = rows(path, "SELECT * EXCLUDE (run_id) FROM marts.margin_call_days ORDER BY loan_id, as_of_date")
     assert kept == rows(path, BREACHES)
+    assert rows(path, "SELECT * FROM marts.open_breaches ORDER BY loan_id") == rows(path, OPEN_BREACHES)
 
 
 @pytest.fixture
@@ -46,11 +64,46 @@ def test_kept_tables_follow_backfills_catch_ups_and_reruns_of_older_sessions(tmp
     backfill(book, str(path), D("2026-01-02"), D("2026-03-27"), "synthetic")
     assert_kept_tables_agree(path)
     assert rows(path, "SELECT count(*) FROM marts.margin_call_days")[0][0] > 0  # the story's crash is in range
+    assert rows(path, "SELECT count(*) FROM marts.open_breaches")[0][0] > 0  # and still open on its last day
     daily(book, str(path), "synthetic", D("2026-04-17"))  # catches up every missed session
     assert_kept_tables_agree(path)
     backfill(book, str(path), D("2026-03-02"), D("2026-03-31"), "synthetic")  # older sessions again
     assert_kept_tables_agree(path)
     assert rows(path, "SELECT DISTINCT as_of_date FROM marts.loan_ltv_latest") == [(D("2026-04-17"),)]
+
+
+def test_a_breach_open_before_a_run_keeps_its_start_without_the_loans_history_being_read(
+    tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    backfill(book, str(path), D("2026-02-02"), D("2026-03-31"), "synthetic")  # into the story's margin call
+    ids = [loan.id for loan in book.loans]
+    with open_writer(path) as con:  # the kept tables answer as the history does
+        assert (
+            read_alert_prior(con, ids, D("2026-04-01"))
+            .sort("loan_id")
+            .equals(load._read_history_prior(con, ids, D("2026-04-01")).sort("loan_id"))
+        )
+    history_reads: list[list[str]] = []
+    read_history = load._read_history_prior
+
+    def noting(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before: dt.date) -> pl.DataFrame:
+        history_reads.append(loan_ids)
+        return read_history(con, loan_ids, before)
+
+    monkeypatch.setattr(load, "_read_history_prior", noting)
+    daily(book, str(path), "synthetic", D("2026-04-02"))  # two sessions on
+    assert history_reads == []
+    assert_kept_tables_agree(path)
+    opened = rows(path, "SELECT episode_start FROM marts.open_breaches")
+    assert opened and all(start < D("2026-04-01") for (start,) in opened)  # begun before the daily's sessions
+    with open_writer(path) as con:  # a warehouse from before the table: its migration fills it from the history
+        con.execute("DROP TABLE marts.open_breaches")
+        con.execute("DELETE FROM meta.schema_version WHERE name = 'open_breaches'")
+    with open_writer(path):
+        pass
+    assert_kept_tables_agree(path)
+    assert len(rows(path, "SELECT * FROM marts.open_breaches")) == len(opened)
 
 
 def test_a_spilled_backfill_publishes_what_an_in_memory_one_does(

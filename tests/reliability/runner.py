@@ -17,6 +17,7 @@ CONTENT = {
     "marts.loan_ltv_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_daily",
     "marts.loan_ltv_latest": "SELECT * EXCLUDE (run_id) FROM marts.loan_ltv_latest",
     "marts.margin_call_days": "SELECT * EXCLUDE (run_id) FROM marts.margin_call_days",
+    "marts.open_breaches": "SELECT * FROM marts.open_breaches",
     "marts.loan_stress_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_stress_daily",
     "marts.loan_risk_daily": "SELECT * EXCLUDE (run_id) FROM marts.loan_risk_daily",
     "marts.alerts": "SELECT * EXCLUDE (run_id, created_at) FROM marts.alerts",
