@@ -76,7 +76,10 @@ def test_a_breach_open_before_a_run_keeps_its_start_without_the_loans_history_be
     tmp_path: Path, book: Book, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "w.duckdb"
+    in_memory_up_to = run.SPILL_LOAN_DAYS
+    monkeypatch.setattr(run, "SPILL_LOAN_DAYS", 0)  # the backfill's breach starts come from set-aside partitions
     backfill(book, str(path), D("2026-02-02"), D("2026-03-31"), "synthetic")  # into the story's margin call
+    monkeypatch.setattr(run, "SPILL_LOAN_DAYS", in_memory_up_to)  # the daily's from its rows in memory
     ids = [loan.id for loan in book.loans]
     with open_writer(path) as con:  # the kept tables answer as the history does
         assert (

@@ -17,11 +17,13 @@ import pytest
 from marginwatch import calendar
 from transforms.alerts import (
     ALERT_SCHEMA,
+    EPISODE_SCHEMA,
     LEVEL_RANK,
     PRIOR_SCHEMA,
     add_episodes,
     find_level_alerts,
     find_operational_alerts,
+    open_episodes,
     route_alerts,
 )
 
@@ -338,6 +340,28 @@ def test_episode_open_before_the_range_rising_to_liquidation_keeps_its_start(ses
     assert tuples(alerts, EPISODE_COLUMNS) == [
         (D(2026, 3, 30), "level", "liquidation", "margin_call", start, deadline, 0),
         (D(2026, 3, 31), "reminder", "liquidation", "liquidation", start, deadline, -1),
+    ]
+
+
+def test_open_episodes_gives_each_loans_newest_breach_start_from_the_level_kinds(sessions: pl.Series) -> None:
+    ltv = ltv_frame(
+        # Carried from before the range, easing to margin call (a recovery) on its newest row.
+        ("L1", [(D(2026, 3, 30), "liquidation"), (D(2026, 3, 31), "margin_call")]),
+        # Breached, recovered, breached again: the second breach is the open one.
+        ("L2", [(D(2026, 3, 30), "margin_call"), (D(2026, 3, 31), "warning"), (D(2026, 4, 1), "liquidation")]),
+        # Breached, then calm on its newest row: its newest breach session is not its newest row.
+        ("L3", [(D(2026, 3, 30), "margin_call"), (D(2026, 3, 31), "ok")]),
+        ("L4", [(D(2026, 3, 30), "warning"), (D(2026, 3, 31), "warning")]),  # never in breach
+    )
+    prior = prior_frame(("L1", "liquidation", D(2026, 3, 20)))
+    levels = find_level_alerts(ltv, prior, cure_frame(L1=2, L2=2, L3=2, L4=2), sessions)
+    operational = find_operational_alerts(ltv, D(2026, 4, 1), {"L4": "held back"}, {"L4": "USD"})
+    episodes = open_episodes(pl.concat([levels, operational]))
+    assert dict(zip(episodes.columns, episodes.dtypes, strict=True)) == EPISODE_SCHEMA
+    assert sorted(episodes.rows()) == [
+        ("L1", D(2026, 3, 31), D(2026, 3, 20)),
+        ("L2", D(2026, 4, 1), D(2026, 4, 1)),
+        ("L3", D(2026, 3, 30), D(2026, 3, 30)),  # the load keeps it only if that is the loan's newest row
     ]
 
 
