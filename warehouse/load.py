@@ -417,7 +417,8 @@ def read_alert_prior(con: duckdb.DuckDBPyConnection, loan_ids: list[str], before
     latest = con.sql(
         """SELECT l.loan_id, l.status, l.as_of_date, b.episode_start
            FROM marts.loan_ltv_latest l
-           LEFT JOIN marts.open_breaches b ON b.loan_id = l.loan_id AND b.as_of_date = l.as_of_date
+           LEFT JOIN marts.open_breaches b
+             ON b.loan_id = l.loan_id AND b.as_of_date = l.as_of_date AND b.status = l.status
            WHERE l.loan_id IN (SELECT unnest($loans))""",
         params={"loans": loan_ids},
     ).pl()
