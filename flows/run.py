@@ -384,10 +384,10 @@ def _assess(
                 found.risk.append(risk)
             with stage("alert_rules"):
                 raised = alerting.raise_alerts(as_is(book), ltv, prior, plan.as_of_end, {}, deliver_from)
+                found.episodes.append(open_episodes(raised[0]))  # the breach starts the load keeps
             tasks.release(raised)
             alerts, outbox = raised
             found.alert_count += alerts.height
-            found.episodes.append(open_episodes(alerts))
             found.outbox.append(outbox)
             if found.spilled:
                 files = [spill / f"{kind}-{index:05d}.parquet" for kind in ("ltv", "alerts", "newest", "breaches")]

@@ -288,27 +288,6 @@ def _refresh_latest(
         )
 
 
-# Where each breach open on a loan's newest row began, from the loans' history ($ids): what
-# `marts.open_breaches` keeps (v0008), for the loans a run's alert rules did not answer.
-_OPEN_BREACHES_FROM_HISTORY = f"""
-    WITH latest AS (
-        SELECT loan_id, as_of_date, status FROM marts.loan_ltv_latest
-        WHERE loan_id IN (SELECT unnest($ids)) AND {BREACH_DAYS}
-    ), last_calm AS (
-        SELECT d.loan_id, max(d.as_of_date) AS last_calm
-        FROM marts.loan_ltv_daily d JOIN latest USING (loan_id)
-        WHERE d.status IN ('ok', 'warning')
-        GROUP BY d.loan_id
-    )
-    SELECT l.loan_id, l.as_of_date, l.status, min(d.as_of_date) AS episode_start
-    FROM latest l
-    JOIN marts.loan_ltv_daily d USING (loan_id)
-    LEFT JOIN last_calm c USING (loan_id)
-    WHERE d.as_of_date > coalesce(c.last_calm, DATE '0001-01-01')
-    GROUP BY l.loan_id, l.as_of_date, l.status
-"""
-
-
 def _refresh_open_breaches(
     con: duckdb.DuckDBPyConnection,
     episodes: pl.DataFrame | None,
@@ -340,11 +319,15 @@ def _refresh_open_breaches(
         "EXCEPT SELECT loan_id FROM marts.open_breaches",
         ids,
     ).fetchall()
-    if unanswered:
-        con.execute(
-            f"INSERT INTO marts.open_breaches BY NAME {_OPEN_BREACHES_FROM_HISTORY}",
-            {"ids": [row[0] for row in unanswered]},
-        )
+    if unanswered:  # the same reading of the history as a run's alert state, through every session kept
+        found = _read_history_prior(con, [row[0] for row in unanswered], dt.date.max)
+        with _readable(con, found, "_history_episodes") as (source, params):
+            con.execute(
+                "INSERT INTO marts.open_breaches BY NAME "
+                "SELECT l.loan_id, l.as_of_date, l.status, h.prior_episode_start AS episode_start "
+                f"FROM marts.loan_ltv_latest l JOIN {source} h USING (loan_id)",
+                params,
+            )
 
 
 def _insert_run(

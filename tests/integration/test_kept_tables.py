@@ -201,6 +201,9 @@ def test_a_loan_whose_newest_sessions_are_replaced_by_none_falls_back_to_its_new
     _publish_ltv(path, pl.concat([day_one, day_two]), first, second, "r1")
     assert rows(path, "SELECT as_of_date, status FROM marts.loan_ltv_latest") == [(second, "margin_call")]
     assert rows(path, "SELECT as_of_date FROM marts.margin_call_days") == [(second,)]
+    # A run that hands the load no breach starts: the open breach's start is read from the history.
+    assert rows(path, "SELECT * FROM marts.open_breaches") == [("a", second, "margin_call", second)]
+    assert_kept_tables_agree(path)
     _publish_ltv(path, day_two.head(0), second, second, "r2")  # the second session recomputed to nothing
     assert rows(path, "SELECT as_of_date, status FROM marts.loan_ltv_latest") == [(first, "ok")]
     assert rows(path, "SELECT count(*) FROM marts.margin_call_days") == [(0,)]
