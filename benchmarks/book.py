@@ -121,8 +121,9 @@ def _prefect_seconds() -> float:
 def _source_seconds(args: argparse.Namespace) -> float:
     """Return how long the synthetic source takes to generate the bars of a daily run (part of its time).
 
-    It draws each symbol's whole path from a fixed epoch, so that any range gives the same bars;
-    a live run waits on Yahoo instead.
+    It draws each symbol's closes from a fixed epoch up to the range's end, and its opens, highs
+    and lows for the range's years, so that any range gives the same bars; a live run waits on
+    Yahoo instead.
     """
     from marginwatch import calendar
     from marginwatch.book import collateral_frame, loan_frame, market_symbols

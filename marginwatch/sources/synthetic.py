@@ -1,7 +1,8 @@
 """Seeded, offline synthetic market data, labelled `synthetic` wherever it lands.
 
-Every series is generated from a fixed epoch, so a session's bar is the same whatever
-range is asked for: a daily run and a backfill over the same dates agree.
+Every close is a running sum of shocks from a fixed epoch, and every open, high and low
+comes from its calendar year's own stream, so a session's bar is the same whatever range is
+asked for: a daily run and a backfill over the same dates agree.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,8 @@ class SyntheticSource:
         )
         # The same days as day numbers, for searching and cutting without a frame per symbol.
         self._day_numbers = {False: _day_numbers(self._stock_days), True: _day_numbers(self._fx_days)}
+        # Where each calendar year's days begin: a bar's open, high and low come from its year's own draws.
+        self._year_starts = {is_fx: _year_starts(numbers) for is_fx, numbers in self._day_numbers.items()}
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return bars in [start, end] (grain: symbol x session date)."""
@@ -89,33 +93,48 @@ class SyntheticSource:
         )
 
     def _series(self, symbol: str, start: dt.date, end: dt.date) -> dict[str, Any]:
-        """Return one symbol's bars in [start, end] as columns; the whole path is drawn so any range agrees.
+        """Return one symbol's bars in [start, end] as columns, the same whatever range is asked for.
 
-        Only the range (and the close before it) is turned into bars: every step after the path's
-        cumulative sum is element by element, so cutting first gives the same bits.
+        A close is a running sum of the symbol's shocks from the epoch, so only the shocks up to the
+        range's end are drawn (a story symbol's bridge needs its whole path). Opens, highs and lows
+        take shocks of their calendar year's own stream, so only the years of the range are drawn:
+        a daily run draws a year, not four decades, for each of its symbols.
         """
         is_fx = symbol.endswith("=X")
         days = self._fx_days if is_fx else self._stock_days
         numbers = self._day_numbers[is_fx]
-        rng = np.random.default_rng([self.seed, zlib.crc32(symbol.encode())])
-        shocks = rng.standard_normal((4, len(days)))
+        crc = zlib.crc32(symbol.encode())
+        rng = np.random.default_rng([self.seed, crc])
         vol = 0.004 if is_fx else 0.022
         first = int(np.searchsorted(numbers, _day_number(start), side="left"))
         last = int(np.searchsorted(numbers, _day_number(end), side="right"))
         story = STORIES.get(symbol)
         if story:
-            closes = _story_path(days, story, shocks[0], vol * 0.7)
+            closes = _story_path(days, story, rng.standard_normal(len(days)), vol * 0.7)
         else:
             level = _fx_level(symbol) if is_fx else float(np.exp(rng.uniform(np.log(8), np.log(400))))
-            closes = level * np.exp(_mean_reverting(shocks[0][:last] * vol))  # a running sum: its prefix is exact
+            closes = level * np.exp(_mean_reverting(rng.standard_normal(last) * vol))  # a prefix is exact
         before = max(first - 1, 0)  # each bar opens from the close before it
-        bars = _ohlcv(closes[before:last], shocks[1:, before:last], vol, is_fx)
+        shocks = self._year_shocks(crc, is_fx, before, last)
+        bars = _ohlcv(closes[before:last], shocks, vol, is_fx)
         bars = {name: values[first - before :] for name, values in bars.items()}
         priced = ~np.isnan(bars["close"])
         return {name: values[priced] for name, values in bars.items()} | {
             "symbol": symbol,
             "session_date": numbers[first:last][priced],
         }
+
+    def _year_shocks(self, crc: int, is_fx: bool, begin: int, stop: int) -> np.ndarray:
+        """Return the open, high and low shocks (3 rows) of days [begin, stop), drawn year by year."""
+        starts = self._year_starts[is_fx]
+        first_year = int(np.searchsorted(starts, begin, side="right")) - 1
+        last_year = int(np.searchsorted(starts, max(stop - 1, begin), side="right")) - 1
+        drawn = [
+            np.random.default_rng([self.seed, crc, 1, year]).standard_normal((3, int(starts[year + 1] - starts[year])))
+            for year in range(first_year, last_year + 1)
+        ]
+        offset = int(starts[first_year])
+        return np.concatenate(drawn, axis=1)[:, begin - offset : stop - offset]
 
 
 def _day_numbers(days: pl.Series) -> np.ndarray:
@@ -131,10 +150,22 @@ def _fx_level(symbol: str) -> float:
     return FX_BASE.get(quote, 1.0)
 
 
+def _year_starts(numbers: np.ndarray) -> np.ndarray:
+    """Return the index of each calendar year's first day in `numbers` (day numbers), and the end."""
+    years = pl.Series(numbers).cast(pl.Date).dt.year().to_numpy()
+    return np.append(np.flatnonzero(np.diff(years, prepend=years[0] - 1)), len(numbers))
+
+
 def _mean_reverting(steps: np.ndarray, keep: float = 0.998) -> np.ndarray:
     """Return an AR(1) log path x[t] = keep * x[t-1] + steps[t], so levels stay plausible for decades."""
-    powers = keep ** np.arange(len(steps))
+    powers = _powers(keep)[: len(steps)]
     return powers * np.cumsum(steps / powers)
+
+
+@lru_cache(maxsize=4)
+def _powers(keep: float) -> np.ndarray:
+    """Return keep ** t for every day from the epoch to the horizon (each element as if computed alone)."""
+    return keep ** np.arange((HORIZON - EPOCH).days + 1)  # more than the weekdays of the span
 
 
 def _story_path(days: pl.Series, story: list[tuple[dt.date, float]], shocks: np.ndarray, vol: float) -> np.ndarray:
