@@ -122,8 +122,13 @@ def fetch_batch(source: MarketSource, symbols: list[str], start: dt.date, end: d
 
 
 def fetch_bars(source: MarketSource, symbols: list[str], start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Return every symbol's bars, one task per batch of symbols on the flow's task runner (grain: symbol x date)."""
-    batches = [symbols[i : i + FETCH_BATCH] for i in range(0, len(symbols), FETCH_BATCH)]
+    """Return every symbol's bars, one task per batch of symbols on the flow's task runner (grain: symbol x date).
+
+    A source that computes its bars in this process says so with `batch_symbols = None`: it is
+    asked once for every symbol, as threads would only take turns at the interpreter lock.
+    """
+    size = getattr(source, "batch_symbols", FETCH_BATCH) or max(len(symbols), 1)
+    batches = [symbols[i : i + size] for i in range(0, len(symbols), size)]
     futures = fetch_batch.map(unmapped(source), batches, unmapped(start), unmapped(end))
     frames, done = [], 0
     for batch, future in zip(batches, futures, strict=True):

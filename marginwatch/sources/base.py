@@ -34,6 +34,8 @@ class MarketSource(Protocol):
     """Daily bars for stock symbols and Yahoo FX symbols such as `JPY=X`."""
 
     name: str  # stored in every table's `source` column: yfinance, synthetic, csv:DIR
+    # Optional `batch_symbols: int | None`: symbols per fetch task (default 100, fetched 8 at a time);
+    # None asks for every symbol in one task, for a source that computes its bars in-process.
 
     def fetch_bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         """Return bars with session dates in [start, end] (grain: symbol x session date).
