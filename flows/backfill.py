@@ -11,6 +11,7 @@ from flows.collector import run_collector
 from flows.plan import plan_backfill
 from flows.run import RunSummary, as_book, execute, risk_history_sessions
 from flows.stages import stage, timing_run
+from marginwatch import calendar
 from marginwatch.config import Book
 
 
@@ -28,17 +29,19 @@ def backfill(
         with stage("book"):
             book = as_book(book)
         window = max(loan.valuation_window for loan in book.loans)
+        moment = now or dt.datetime.now(dt.UTC)
+        latest = calendar.latest_completed_session(moment)
         return execute(
             "backfill",
             book,
             Path(warehouse),
             source,
-            lambda _last: plan_backfill(start, end, window, risk_history_sessions(book)),
+            lambda _last: plan_backfill(start, end, window, risk_history_sessions(book), latest=latest),
             {
                 "start": start.isoformat(),
                 "end": end.isoformat(),
                 "source": source,
                 "warehouse": warehouse,
             },
-            now or dt.datetime.now(dt.UTC),
+            moment,
         )

@@ -33,7 +33,8 @@ def daily(
         with stage("book"):
             book = as_book(book)
         moment = now or dt.datetime.now(dt.UTC)
-        day = as_of or calendar.latest_completed_session(moment)
+        latest = calendar.latest_completed_session(moment)
+        day = as_of or latest
         accrual = {loan.id: loan.accrual_start for loan in book.loans}
         window = max(loan.valuation_window for loan in book.loans)
         return execute(
@@ -41,7 +42,7 @@ def daily(
             book,
             Path(warehouse),
             source,
-            lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book)),
+            lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book), latest=latest),
             {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
             moment,
             wait_for_bars_minutes * 60,

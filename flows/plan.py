@@ -37,19 +37,33 @@ def require_session(day: dt.date, what: str) -> None:
         raise UsageError(f"{what} {day} is not a NASDAQ session (the session before is {previous})")
 
 
+def require_closed(day: dt.date, latest: dt.date | None, what: str) -> None:
+    """Raise UsageError if `day` is after `latest`, the latest completed session (None: no check).
+
+    A session that has not closed has no final bar: a live source would have nothing for it, the
+    synthetic one would invent it, and the warehouse would keep it as each loan's newest row.
+    """
+    if latest is not None and day > latest:
+        raise UsageError(f"{what} {day} has not closed yet: the latest completed NASDAQ session is {latest}")
+
+
 def plan_daily(
     as_of: dt.date,
     last_computed: dict[str, dt.date],
     accrual_starts: dict[str, dt.date],
     max_window: int,
     history_sessions: int = 0,
+    *,
+    latest: dt.date | None = None,
 ) -> RunPlan:
     """Plan a daily run: every session since each loan's last computed one, through `as_of`.
 
     A loan never computed starts at its accrual start, so a first run builds the history, and
-    fetches `history_sessions` more before it (what the risk figures look back on).
+    fetches `history_sessions` more before it (what the risk figures look back on). An as-of
+    date after `latest` (the latest completed session) is refused.
     """
     require_session(as_of, "as-of date")
+    require_closed(as_of, latest, "as-of date")
     starts = []
     for loan_id, accrual_start in accrual_starts.items():
         last = last_computed.get(loan_id)
@@ -63,10 +77,16 @@ def plan_daily(
     return RunPlan(as_of_start, as_of, calendar.sessions_back(as_of_start, back))
 
 
-def plan_backfill(start: dt.date, end: dt.date, max_window: int, history_sessions: int = 0) -> RunPlan:
-    """Plan a backfill over the sessions in [start, end], fetching `history_sessions` before it too."""
+def plan_backfill(
+    start: dt.date, end: dt.date, max_window: int, history_sessions: int = 0, *, latest: dt.date | None = None
+) -> RunPlan:
+    """Plan a backfill over the sessions in [start, end], fetching `history_sessions` before it too.
+
+    An end after `latest` (the latest completed session) is refused.
+    """
     if start > end:
         raise UsageError(f"backfill start {start} is after its end {end}")
+    require_closed(end, latest, "backfill end")
     try:
         sessions = calendar.sessions_between(start, end)
     except ValueError as exc:

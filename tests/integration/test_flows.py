@@ -159,6 +159,21 @@ def test_holiday_as_of_is_refused_and_recorded_without_other_changes(tmp_path: P
     assert rows(path, "SELECT status FROM meta.runs ORDER BY started_at") == [("succeeded",), ("failed",)]
 
 
+def test_a_session_that_has_not_closed_is_refused_and_writes_no_row(tmp_path: Path, book: Book) -> None:
+    path = tmp_path / "w.duckdb"
+    daily(book, str(path), "synthetic", D("2026-03-30"))
+    before = rows(path, MART)
+    evening = dt.datetime(2026, 3, 30, 22, 0, tzinfo=dt.UTC)  # the 30th has closed, the 31st has not
+    with pytest.raises(InputError, match="as-of date 2026-03-31 has not closed yet"):
+        daily(book, str(path), "synthetic", D("2026-03-31"), evening)
+    with pytest.raises(InputError, match="backfill end 2026-03-31 has not closed yet"):
+        backfill(book, str(path), D("2026-03-02"), D("2026-03-31"), "synthetic", evening)
+    assert rows(path, MART) == before
+    assert rows(path, "SELECT count(*) FROM marts.alerts WHERE kind = 'run_failed'") == [(0,)]
+    assert rows(path, "SELECT status FROM meta.runs ORDER BY started_at") == [("succeeded",), ("failed",), ("failed",)]
+    assert daily(book, str(path), "synthetic", D("2026-03-31")).as_of_end == D("2026-03-31")  # once it has closed
+
+
 def test_malformed_csv_source_leaves_the_warehouse_as_it_was(tmp_path: Path, book: Book) -> None:
     path = tmp_path / "w.duckdb"
     daily(book, str(path), "synthetic", D("2026-01-30"))

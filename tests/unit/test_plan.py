@@ -46,3 +46,15 @@ def test_a_backfill_fetches_the_longer_of_the_window_and_the_look_back() -> None
 def test_a_backfill_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(UsageError, match="after its end"):
         plan_backfill(D("2026-03-31"), D("2026-03-02"), 5)
+
+
+def test_a_session_that_has_not_closed_is_refused_for_a_daily_run_and_a_backfill() -> None:
+    latest = D("2026-03-30")
+    with pytest.raises(UsageError, match=r"as-of date 2026-03-31 has not closed yet: .* session is 2026-03-30"):
+        plan_daily(D("2026-03-31"), {}, ACCRUAL, 5, latest=latest)
+    with pytest.raises(UsageError, match=r"backfill end 2026-03-31 has not closed yet"):
+        plan_backfill(D("2026-03-02"), D("2026-03-31"), 5, latest=latest)
+    assert plan_daily(latest, {}, ACCRUAL, 5, latest=latest).as_of_end == latest
+    assert plan_backfill(D("2026-03-02"), latest, 5, latest=latest).as_of_end == latest
+    with pytest.raises(UsageError, match="not a NASDAQ session"):  # a holiday says so, not "not closed"
+        plan_daily(D("2026-11-26"), {}, ACCRUAL, 5, latest=latest)
