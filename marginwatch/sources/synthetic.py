@@ -57,7 +57,7 @@ class SyntheticSource:
     """Deterministic daily bars for any stock symbol and any Yahoo FX symbol (`XXX=X`)."""
 
     name = "synthetic"
-    batch_symbols = None  # computed in-process: one fetch task for every symbol (threads would contend)
+    batch_symbols: int | None = None  # computed in-process: one fetch task for every symbol (threads would contend)
 
     def __init__(self, seed: int = 20250911) -> None:
         self.seed = seed

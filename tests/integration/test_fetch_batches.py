@@ -24,7 +24,7 @@ class Recording(SyntheticSource):
 
     def __init__(self, batch_symbols: int | None) -> None:
         super().__init__()
-        self.batch_symbols = batch_symbols  # type: ignore[assignment]
+        self.batch_symbols = batch_symbols
         self.asked: list[list[str]] = []
         self._lock = threading.Lock()
 
