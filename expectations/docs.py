@@ -6,8 +6,12 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
+
+from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
 from expectations.gate import gx_context
+from marginwatch.compiled_templates import template_cache
 
 SITE = "marginwatch"
 # GX's templates pull Bootstrap, jQuery and fonts from CDNs; the pages are server-rendered
@@ -30,6 +34,26 @@ img { max-height: 2rem; }
 """
 
 
+class CompiledOncePageView(DefaultJinjaPageView):
+    """GX's page view, its templates' compiled code kept between runs (see marginwatch/compiled_templates.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = template_cache()
+
+
+class CompiledOnceIndexPageView(DefaultJinjaIndexPageView):
+    """GX's index page view, its templates' compiled code kept between runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = template_cache()
+
+
+def _view(name: str) -> dict[str, str]:
+    return {"module_name": __name__, "class_name": name}
+
+
 def build_data_docs(directory: Path) -> Path:
     """Build Data Docs for this process's validations into `directory`; return its index page."""
     context = gx_context()
@@ -43,7 +67,11 @@ def build_data_docs(directory: Path) -> Path:
         site_config={
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("CompiledOnceIndexPageView")},
+            "site_section_builders": {
+                section: {"view": _view("CompiledOncePageView")}
+                for section in ("expectations", "validations", "profiling")
+            },
         },
     )
     with warnings.catch_warnings():

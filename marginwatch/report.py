@@ -14,6 +14,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from marginwatch import report_view as view
+from marginwatch.compiled_templates import template_cache
 from marginwatch.errors import InputError
 from marginwatch.report_data import CHART_LOANS, HISTORY_SESSIONS, ReportData, read_report_data
 from warehouse.connection import open_reader
@@ -71,7 +72,10 @@ def _write_atomically(path: Path, content: bytes) -> None:
 def render_html(data: ReportData, png: bytes, charted: pl.DataFrame, warehouse_name: str) -> str:
     """Return the report page: headline, chart, tables of loans, stress, risk, alerts and data quality."""
     environment = Environment(
-        loader=PackageLoader("marginwatch", "templates"), autoescape=True, undefined=StrictUndefined
+        loader=PackageLoader("marginwatch", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        bytecode_cache=template_cache(),
     )
     template = environment.get_template("report.html.j2")
     return template.render(**_context(data, png, charted, warehouse_name))

@@ -7,12 +7,16 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import polars as pl
 import pytest
 
+from expectations import docs
 from flows.backfill import backfill
 from flows.daily import daily
+from marginwatch.compiled_templates import TolerantBytecodeCache
 from marginwatch.config import Book, load_book
 from marginwatch.sources.synthetic import SyntheticSource
 from tests.conftest import SHARED_DATA
@@ -211,6 +215,32 @@ def test_data_docs_open_offline(tmp_path: Path, book_path: Path) -> None:
     assert len(pages) >= 4  # index, three suites' validations, expectation pages
     remote = re.compile(r"<(script|link|img|iframe)\b[^>]*(src|href)\s*=\s*[\"']https?://", re.IGNORECASE)
     assert [p.name for p in pages if remote.search(p.read_text())] == []
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_data_docs_templates_are_compiled_once_for_later_runs(
+    tmp_path: Path, book_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = TolerantBytecodeCache(str(tmp_path / "compiled"))
+    (tmp_path / "compiled").mkdir()
+    monkeypatch.setattr(docs, "template_cache", lambda: cache)
+    summary = daily(load_book(book_path), str(tmp_path / "w.duckdb"), "synthetic", D("2026-01-09"))
+    assert summary.data_docs is not None
+    kept = sorted(p.name for p in (tmp_path / "compiled").iterdir())
+    assert len(kept) >= 3  # the index page, the pages and their parts
+    compiled: list[str] = []
+    compile_source: Any = jinja2.Environment.compile
+
+    def counting(self: jinja2.Environment, source: str, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(name or "<string>")
+        return compile_source(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    again = docs.build_data_docs(tmp_path / "again")  # new views over the same validations, as the next run's
+    assert [n for n in compiled if n != "<string>"] == []  # every template file came compiled from the cache
+    first = sorted(p.relative_to(summary.data_docs.parent) for p in summary.data_docs.parent.rglob("*.html"))
+    assert sorted(p.relative_to(again.parent) for p in again.parent.rglob("*.html")) == first
+    assert sorted(p.name for p in (tmp_path / "compiled").iterdir()) == kept
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="real market history (../shared/data) is not present")
