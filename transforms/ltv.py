@@ -88,7 +88,7 @@ def adjust_shares_for_splits(collateral: pl.DataFrame, splits: pl.DataFrame) -> 
         .agg(_factor=pl.col("stock_splits").product())
     )
     return (
-        collateral.join(factors, on=["loan_id", "symbol"], how="left")
+        collateral.join(factors, on=["loan_id", "symbol"], how="left", maintain_order="left")  # the book's line order
         .with_columns(shares=pl.col("shares") * pl.col("_factor").fill_null(1.0))
         .drop("_factor")
     )

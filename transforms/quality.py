@@ -44,7 +44,7 @@ def add_bar_checks(
     anchor = previous.select("symbol", "session_date", "close").with_columns(_anchor=pl.lit(True))
     incoming = bars.with_row_index("_row").with_columns(_anchor=pl.lit(False))
     series = pl.concat([anchor, incoming], how="diagonal_relaxed").sort("symbol", "session_date", "_anchor")
-    series = series.join(index, on="session_date", how="left")
+    series = series.join(index, on="session_date", how="left", maintain_order="left")  # shifts over symbol follow
     previous_close = pl.col("close").shift(1).over("symbol")
     move = pl.col("close") / previous_close - 1
     splits = bars.filter(pl.col("stock_splits") > 0).group_by("symbol").agg(_ratio=pl.col("stock_splits").first())
@@ -60,7 +60,7 @@ def add_bar_checks(
                 [pl.col(c) == pl.col(c).shift(1).over("symbol") for c in ("open", "high", "low", "close", "volume")]
             ).fill_null(False),
         )
-        .join(splits, on="symbol", how="left")
+        .join(splits, on="symbol", how="left", maintain_order="left")
         .with_columns(
             _explained=pl.col("_ratio").is_not_null()
             & (
@@ -185,13 +185,13 @@ def previous_bars(history: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame
 def apply_verdict(
     incoming: pl.DataFrame, reasons: pl.DataFrame, key: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """Split incoming rows into (accepted, quarantined, blocked keys) by the failing-row reasons.
+    """Split incoming rows into (accepted, quarantined, blocked keys) by the failing-row reasons, order kept.
 
     Every row of a `key` (symbol or pair) with a blocking failure is held back, so nothing
     is published for it; the failing rows themselves go to quarantine with their reasons.
     Accepted rows carry `warnings`, the names of the warning checks they failed.
     """
-    tagged = incoming.with_row_index("_row").join(reasons, on="_row", how="left")
+    tagged = incoming.with_row_index("_row").join(reasons, on="_row", how="left", maintain_order="left")
     blocked = tagged.filter(pl.col("is_blocked").fill_null(False))[key].unique().sort().to_list()
     quarantined = tagged.filter(pl.col("is_blocked").fill_null(False)).drop("_row", "is_blocked")
     accepted = tagged.filter(~pl.col(key).is_in(blocked)).rename({"reasons": "warnings"}).drop("_row", "is_blocked")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -487,6 +488,31 @@ def test_apply_verdict_holds_back_the_symbol_and_quarantines_only_failing_rows()
     assert quarantined.rows() == [("ARM", BAR_DATES[1], -102.0, "close_positive; close_at_least_low")]
     assert accepted.columns == ["symbol", "session_date", "close", "warnings"]
     assert accepted.rows() == [("NVDA", BAR_DATES[0], 140.0, None), ("NVDA", BAR_DATES[1], 141.0, "fresh")]
+
+
+def test_apply_verdict_keeps_the_incoming_order_of_a_large_batch() -> None:
+    # Staging breaks ties between duplicate bars of one fetch by their order, so the split must keep it.
+    rng = np.random.default_rng(7)
+    rows = 300_000
+    incoming = pl.DataFrame(
+        {
+            "symbol": [f"S{i:03d}" for i in rng.integers(0, 400, rows)],
+            "close": rng.random(rows),
+        }
+    )
+    failing = np.sort(rng.choice(rows, 2_000, replace=False))
+    reasons = pl.DataFrame(
+        [(int(row), "close_positive" if row % 7 == 0 else "fresh", bool(row % 7 == 0)) for row in failing],
+        schema=REASON_SCHEMA,
+        orient="row",
+    )
+    accepted, quarantined, blocked = apply_verdict(incoming, reasons, "symbol")
+    numbered = incoming.with_row_index("_row")
+    assert blocked and len(blocked) < 400
+    kept = numbered.filter(~pl.col("symbol").is_in(blocked))
+    assert accepted.select("symbol", "close").equals(kept.select("symbol", "close"))
+    held = numbered.filter(pl.col("_row").is_in(failing[failing % 7 == 0].tolist()))
+    assert quarantined.select("symbol", "close").equals(held.select("symbol", "close"))
 
 
 def test_apply_verdict_with_only_warnings_accepts_everything() -> None:

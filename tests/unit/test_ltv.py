@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -445,6 +446,33 @@ def test_shares_follow_every_split_after_the_date_they_are_stated_at() -> None:
     # NVDA's split predates b's statement: unchanged; a 0.0 ratio is "no split".
     assert adjusted["shares"].to_list() == [6000.0, 3000.0, 10.0]
     assert adjusted.columns == collateral.columns
+
+
+def test_split_adjusted_lines_keep_the_book_order() -> None:
+    # A loan's collateral value is summed in the book's line order: the same bits in every run.
+    from transforms.ltv import adjust_shares_for_splits
+
+    rng = np.random.default_rng(11)
+    lines = 60_000
+    collateral = pl.DataFrame(
+        {
+            "loan_id": [f"L{i:05d}" for i in rng.integers(0, 20_000, lines)],
+            "symbol": [f"S{i:03d}" for i in rng.integers(0, 500, lines)],
+            "symbol_currency": "USD",
+            "shares": rng.integers(1, 10_000, lines).astype(float),
+            "haircut": 0.0,
+            "shares_as_of": None,
+        },
+        schema=COLLATERAL_SCHEMA,
+    ).unique(["loan_id", "symbol"], maintain_order=True)  # a line per loan and symbol, in no sorted order
+    splits = pl.DataFrame(
+        {"symbol": [f"S{i:03d}" for i in range(0, 500, 3)], "session_date": dt.date(2025, 3, 3), "stock_splits": 2.0}
+    )
+    adjusted = adjust_shares_for_splits(collateral, splits)
+    assert adjusted.select("loan_id", "symbol").equals(collateral.select("loan_id", "symbol"))
+    doubled = collateral["symbol"].str.slice(1).cast(pl.Int32) % 3 == 0
+    expected = collateral.select(pl.when(doubled).then(pl.col("shares") * 2).otherwise(pl.col("shares")))
+    assert adjusted["shares"].equals(expected.to_series())
 
 
 def test_a_price_grid_built_a_few_keys_at_a_time_gives_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
