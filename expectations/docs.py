@@ -34,20 +34,22 @@ img { max-height: 2rem; }
 """
 
 
-class CompiledOncePageView(DefaultJinjaPageView):
-    """GX's page view, its templates' compiled code kept between runs (see marginwatch/compiled_templates.py)."""
+class _CompiledOnce:
+    """A GX page view whose templates' compiled code is kept between runs (see marginwatch/compiled_templates.py)."""
+
+    env: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.env.bytecode_cache = template_cache()
 
 
-class CompiledOnceIndexPageView(DefaultJinjaIndexPageView):
-    """GX's index page view, its templates' compiled code kept between runs."""
+class CompiledOncePageView(_CompiledOnce, DefaultJinjaPageView):
+    """GX's page view, compiled once."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = template_cache()
+
+class CompiledOnceIndexPageView(_CompiledOnce, DefaultJinjaIndexPageView):
+    """GX's index page view, compiled once."""
 
 
 def _view(name: str) -> dict[str, str]:
