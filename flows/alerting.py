@@ -12,8 +12,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from marginwatch import calendar
+from marginwatch.book import BookFrames
 from marginwatch.bulk_messages import render_frame
-from marginwatch.config import Book
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery, Notifier
 from transforms.alerts import ALERT_SCHEMA, PRIOR_SCHEMA, find_level_alerts, find_operational_alerts, route_alerts
@@ -34,7 +34,7 @@ def read_alert_state(warehouse: Path, timeout: float, loan_ids: list[str], befor
 
 @task(name="raise-alerts", cache_policy=NO_CACHE)
 def raise_alerts(
-    book: Book,
+    book: BookFrames,
     ltv: pl.DataFrame,
     prior: pl.DataFrame,
     as_of_end: dt.date,
@@ -45,15 +45,9 @@ def raise_alerts(
 
     Alerts dated before `deliver_from` (a backfill's history) are recorded but not sent.
     """
-    cure_days = pl.DataFrame(
-        {
-            "loan_id": [loan.id for loan in book.loans],
-            "cure_period_days": [loan.cure_period_days for loan in book.loans],
-        },
-        schema={"loan_id": pl.String, "cure_period_days": pl.Int32},
-    )
+    cure_days = book.loans.select("loan_id", "cure_period_days")
     sessions = calendar.sessions_between(calendar.FIRST_DAY, calendar.LAST_DAY)
-    currencies = {loan.id: loan.currency for loan in book.loans}
+    currencies = dict(zip(book.loans["loan_id"].to_list(), book.loans["currency"].to_list(), strict=True))
     alerts = pl.concat(
         [
             find_level_alerts(ltv, prior, cure_days, sessions) if ltv.height else pl.DataFrame(schema=ALERT_SCHEMA),
@@ -67,7 +61,7 @@ def raise_alerts(
 
 
 @task(name="deliver-alerts", cache_policy=NO_CACHE)
-def deliver_alerts(warehouse: Path, timeout: float, book: Book, report: Path | None = None) -> list[Delivery]:
+def deliver_alerts(warehouse: Path, timeout: float, book: BookFrames, report: Path | None = None) -> list[Delivery]:
     """Deliver every pending (alert, channel), recording each outcome as it happens; email may carry `report`."""
     if not warehouse.exists():
         return []
@@ -127,7 +121,7 @@ def _summary_markdown(alerts: pl.DataFrame, ltv: pl.DataFrame, as_of_end: dt.dat
     return "\n".join(lines)
 
 
-def notify_failure(book: Book, warehouse: Path | None, timeout: float, record: RunRecord, error: str) -> None:
+def notify_failure(book: BookFrames, warehouse: Path | None, timeout: float, record: RunRecord, error: str) -> None:
     """Tell every channel that a run failed: through the outbox when the warehouse exists, else directly.
 
     Never raises: the run's own failure is what the caller reports.

@@ -27,16 +27,16 @@ def backfill(
     """Compute and publish LTV for every NASDAQ session in [start, end] (`book`: a Book or its TOML path)."""
     with run_collector(), timing_run():  # see flows/collector.py and flows/stages.py
         with stage("book"):
-            book = as_book(book)
-        window = max(loan.valuation_window for loan in book.loans)
+            loaded = as_book(book)
+        window = loaded.max_window
         moment = now or dt.datetime.now(dt.UTC)
         latest = calendar.latest_completed_session(moment)
         return execute(
             "backfill",
-            book,
+            loaded,
             Path(warehouse),
             source,
-            lambda _last: plan_backfill(start, end, window, risk_history_sessions(book), latest=latest),
+            lambda _last: plan_backfill(start, end, window, risk_history_sessions(loaded), latest=latest),
             {
                 "start": start.isoformat(),
                 "end": end.isoformat(),

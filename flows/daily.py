@@ -31,18 +31,18 @@ def daily(
     """
     with run_collector(), timing_run():  # see flows/collector.py and flows/stages.py
         with stage("book"):
-            book = as_book(book)
+            loaded = as_book(book)
         moment = now or dt.datetime.now(dt.UTC)
         latest = calendar.latest_completed_session(moment)
         day = as_of or latest
-        accrual = {loan.id: loan.accrual_start for loan in book.loans}
-        window = max(loan.valuation_window for loan in book.loans)
+        accrual = loaded.accrual_starts()
+        window = loaded.max_window
         return execute(
             "daily",
-            book,
+            loaded,
             Path(warehouse),
             source,
-            lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(book), latest=latest),
+            lambda last: plan_daily(day, last, accrual, window, risk_history_sessions(loaded), latest=latest),
             {"as_of": day.isoformat(), "source": source, "warehouse": warehouse},
             moment,
             wait_for_bars_minutes * 60,

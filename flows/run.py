@@ -26,8 +26,8 @@ from flows.sources import make_source
 from flows.stages import stage, stage_seconds, timed
 from flows.tasks import as_is
 from marginwatch import calendar
-from marginwatch.book import collateral_frame, loan_frame, market_symbols
-from marginwatch.config import Book, RiskSettings, Settings, channel_url, load_book
+from marginwatch.book import BookFrames, market_symbols, read_book
+from marginwatch.config import Book, RiskSettings, Settings, channel_url
 from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, WarehouseError
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
@@ -85,9 +85,9 @@ class RunSummary:
         return [d for d in self.deliveries if d.error is not None]
 
 
-def as_book(book: Book | str) -> Book:
-    """Return the book itself, or the book loaded from a TOML path."""
-    return load_book(Path(book)) if isinstance(book, str) else book
+def as_book(book: Book | str) -> BookFrames:
+    """Return the book's frames, from the book itself or from its TOML file's path."""
+    return read_book(Path(book)) if isinstance(book, str) else BookFrames.of(book)
 
 
 def risk_model(settings: RiskSettings) -> RiskModel:
@@ -101,7 +101,7 @@ def risk_model(settings: RiskSettings) -> RiskModel:
     )
 
 
-def risk_history_sessions(book: Book) -> int:
+def risk_history_sessions(book: BookFrames) -> int:
     """Return the sessions of history before an as-of date that its risk figures need (0 without risk)."""
     return risk_model(book.settings.risk).lookback_sessions if book.settings.risk.enabled else 0
 
@@ -122,7 +122,7 @@ def _held_back_loans(collateral: pl.DataFrame, loans: pl.DataFrame, symbols: lis
 
 def execute(
     flow_name: str,
-    book: Book,
+    book: BookFrames,
     warehouse: Path,
     source_spec: str | None,
     planner: Planner,
@@ -179,7 +179,7 @@ def execute(
 
 
 def _pipeline(
-    book: Book,
+    book: BookFrames,
     warehouse: Path,
     source_spec: str | None,
     planner: Planner,
@@ -191,7 +191,7 @@ def _pipeline(
     timeout = settings.lock_timeout_seconds
     source = make_source(source_spec or settings.source, settings.synthetic_seed)
     with stage("plan"):
-        loans, collateral = loan_frame(book), collateral_frame(book)
+        loans, collateral = book.loans, book.collateral
         loan_ids = loans["loan_id"].to_list()
         plan = planner(_last_computed(warehouse, timeout, loan_ids) if warehouse.exists() else {})
     record.as_of_start, record.as_of_end = plan.as_of_start, plan.as_of_end
@@ -333,7 +333,7 @@ class _Assessment:
 
 
 def _assess(
-    book: Book,
+    book: BookFrames,
     warehouse: Path,
     markets: tuple[list[str], list[str]],
     lending: tuple[pl.DataFrame, pl.DataFrame],
@@ -457,7 +457,7 @@ def _remove_stale_spills(warehouse: Path) -> None:
 
 
 def _risk_history(
-    book: Book, warehouse: Path, markets: tuple[list[str], list[str]], plan: RunPlan
+    book: BookFrames, warehouse: Path, markets: tuple[list[str], list[str]], plan: RunPlan
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """Return the staged history the run's risk figures look back on, or None with risk turned off."""
     settings = book.settings
@@ -468,7 +468,7 @@ def _risk_history(
 
 
 def _assess_risk(
-    book: Book,
+    book: BookFrames,
     history: tuple[pl.DataFrame, pl.DataFrame],
     staged: tuple[pl.DataFrame, pl.DataFrame],
     loans: pl.DataFrame,

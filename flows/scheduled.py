@@ -14,7 +14,8 @@ from flows.daily import daily
 from flows.plan import decide_schedule
 from flows.run import RunSummary
 from flows.runners import task_runner_for
-from marginwatch.config import load_book, resolve_environment
+from marginwatch.book import read_book
+from marginwatch.config import resolve_environment
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunRecord, record_run_outcome
 
@@ -34,7 +35,7 @@ def scheduled_daily(
     The config is read when the run starts, so edits to the book apply from the next run.
     """
     env = resolve_environment(Path(config) if config else None, Path(warehouse) if warehouse else None)
-    book = load_book(env.config_path)
+    book = read_book(env.config_path)
     moment = now or dt.datetime.now(dt.UTC)
     decision = decide_schedule(moment, settle_minutes, max_wait_minutes)
     if decision.action == "skip":
@@ -77,7 +78,7 @@ def scheduled_backfill(
     from marginwatch.calendar import latest_completed_session
 
     env = resolve_environment(Path(config) if config else None, Path(warehouse) if warehouse else None)
-    book = load_book(env.config_path)
+    book = read_book(env.config_path)
     last = end or latest_completed_session(dt.datetime.now(dt.UTC))
     runner = backfill.with_options(task_runner=task_runner_for(book.settings))
     return runner(str(env.config_path), str(env.warehouse_path), start, last, source)

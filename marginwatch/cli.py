@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from marginwatch.config import Book, Environment, load_book, resolve_environment, set_prefect_defaults
+from marginwatch.config import Environment, resolve_environment, set_prefect_defaults
 from marginwatch.errors import DataQualityError, DeliveryPending, InputError, MarginwatchError
 from marginwatch.output import Format, render
 
 if TYPE_CHECKING:
     from flows.run import RunSummary
+    from marginwatch.book import BookFrames
 
 app = typer.Typer(
     name="marginwatch",
@@ -68,14 +69,15 @@ def main_options(
     set_prefect_defaults(debug)
 
 
-def _book(source: str | None = None, dask_address: str | None = None) -> Book:
+def _book(source: str | None = None, dask_address: str | None = None) -> BookFrames:
     """Return the validated book, checking the source name before any flow starts."""
     from flows.sources import make_source
 
-    book = load_book(state.env.config_path)
+    book = _read_book()
     if dask_address:
-        settings = book.settings.model_copy(update={"task_runner": "dask", "dask_address": dask_address})
-        book = book.model_copy(update={"settings": settings})
+        book = book.with_settings(
+            book.settings.model_copy(update={"task_runner": "dask", "dask_address": dask_address})
+        )
     make_source(source or book.settings.source, book.settings.synthetic_seed)
     if state.env.config_is_embedded:
         err.print(f"[dim]using the embedded default book ({state.env.config_path.name}); no ./marginwatch.toml[/dim]")
@@ -271,7 +273,7 @@ def _revalidate(start: dt.date, end: dt.date, fmt: Format) -> None:
         raise InputError(f"--start {start} is after --end {end}")
     if not state.env.warehouse_path.exists():
         raise InputError(f"{state.env.warehouse_path}: no warehouse here yet; run `marginwatch run` first")
-    settings = load_book(state.env.config_path).settings
+    settings = _read_book().settings
     outcome = revalidate(
         state.env.warehouse_path,
         start,
@@ -327,7 +329,7 @@ def backtest(
         raise InputError(f"--sessions must be one of {', '.join(map(str, HORIZONS))}, got {sessions}")
     closes = symbol_closes(state.env.warehouse_path, symbol, _read_timeout())
     days = calendar.sessions_between(closes["session_date"].min(), closes["session_date"].max()).to_list()  # type: ignore[arg-type]
-    model = risk_model(load_book(state.env.config_path).settings.risk)
+    model = risk_model(_read_book().settings.risk)
     scored = predict_falls(closes, days, model, fall, sessions)
     title = f"{symbol}: falls of {fall:.0%} or more within {sessions} sessions, {days[0]} .. {days[-1]}"
     summary = summarise_backtest(scored)
@@ -361,7 +363,7 @@ def alerts_retry() -> None:
     from flows.alerting import deliver_alerts
     from warehouse.connection import run_lock
 
-    book = load_book(state.env.config_path)
+    book = _read_book()
     path = state.env.warehouse_path
     if not path.exists():
         raise InputError(f"{path}: no warehouse here yet; run `marginwatch run` first")
@@ -386,7 +388,7 @@ def serve(
     from marginwatch.serving import check_api
     from marginwatch.serving import serve as serve_deployments
 
-    load_book(state.env.config_path)  # a broken book fails now, not at 17:30
+    _read_book()  # a broken book fails now, not at 17:30
     api = prefect_api_url()
     check_api(api)
     config = None if state.env.config_is_embedded else state.env.config_path
@@ -402,7 +404,7 @@ def backup(
     from warehouse.backup import take_backup
     from warehouse.connection import run_lock
 
-    settings = load_book(state.env.config_path).settings
+    settings = _read_book().settings
     with run_lock(state.env.warehouse_path, settings.lock_timeout_seconds):
         target = take_backup(
             state.env.warehouse_path,
@@ -424,15 +426,22 @@ def restore(
 
     if not file.is_file():
         raise InputError(f"{file}: no such backup file")
-    settings = load_book(state.env.config_path).settings
+    settings = _read_book().settings
     with run_lock(state.env.warehouse_path, settings.lock_timeout_seconds):
         aside = restore_backup(state.env.warehouse_path, file)
     out.print(f"restored {file} into {state.env.warehouse_path}; the replaced warehouse is {aside}")
 
 
+def _read_book() -> BookFrames:
+    """Return the validated book the command runs with (kept between commands when it is large)."""
+    from marginwatch.book import read_book
+
+    return read_book(state.env.config_path)
+
+
 def _read_timeout() -> float:
     try:
-        return load_book(state.env.config_path).settings.lock_timeout_seconds
+        return _read_book().settings.lock_timeout_seconds
     except InputError:
         return 60.0  # reading needs no valid book; a broken one is reported by `run`
 

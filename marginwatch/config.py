@@ -223,11 +223,24 @@ def crash_point_named() -> str | None:
 
 def load_book(path: Path) -> Book:
     """Return the validated loan book in the TOML file at `path`; ConfigError otherwise."""
+    return parse_book(path, read_book_bytes(path))
+
+
+def read_book_bytes(path: Path) -> bytes:
+    """Return the book file's bytes; ConfigError when it cannot be read."""
     try:
-        raw = _parse_toml(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+
+
+def parse_book(path: Path, data: bytes) -> Book:
+    """Return the validated loan book in `data`, the bytes of the file at `path`; ConfigError otherwise."""
+    try:
+        raw = _parse_toml(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
@@ -235,6 +248,19 @@ def load_book(path: Path) -> Book:
         return Book.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc, raw)}") from None
+
+
+def book_cache_dir() -> Path | None:
+    """Return where validated large books are kept between runs: `MARGINWATCH_CACHE_DIR`, else the user's cache.
+
+    An empty `MARGINWATCH_CACHE_DIR` turns the cache off (None).
+    """
+    chosen = os.environ.get("MARGINWATCH_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) / "books" if chosen.strip() else None
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("marginwatch", appauthor=False)) / "books"
 
 
 def _parse_toml(text: str) -> dict[str, Any]:

@@ -16,6 +16,18 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_book_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep validated books in the session's temporary folder, not the user's cache (children inherit it)."""
+    before = os.environ.get("MARGINWATCH_CACHE_DIR")
+    os.environ["MARGINWATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("marginwatch-cache"))
+    yield
+    if before is None:
+        del os.environ["MARGINWATCH_CACHE_DIR"]
+    else:
+        os.environ["MARGINWATCH_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """Run every flow of the session against one temporary Prefect server and database."""
