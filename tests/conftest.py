@@ -43,3 +43,19 @@ def book_path() -> Path:
     from marginwatch.config import EMBEDDED_BOOK
 
     return EMBEDDED_BOOK
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record each full parse and validation of a book file by `marginwatch.book.read_book`."""
+    from marginwatch import book
+
+    seen: list[Path] = []
+    parse = book.parse_book
+
+    def counted(path: Path, data: bytes) -> object:
+        seen.append(path)
+        return parse(path, data)
+
+    monkeypatch.setattr(book, "parse_book", counted)
+    return seen

@@ -138,23 +138,18 @@ def test_yahoo_unreachable_exits_4_naming_the_symbol(
 
 
 def test_a_large_book_is_validated_once_across_the_command_its_flow_and_later_queries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prefect_harness: None
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    prefect_harness: None,
+    parses: list[Path],
 ) -> None:
     import datetime as dt
 
     from benchmarks.scale_book import book_toml
-    from marginwatch import book as book_module
 
     book = tmp_path / "book.toml"
     book.write_text(book_toml(700, 60, dt.date(2026, 3, 2)), encoding="utf-8")  # about 330 KB: a kept size
-    parsed: list[Path] = []
-    parse = book_module.parse_book
-
-    def counted(path: Path, data: bytes) -> object:
-        parsed.append(path)
-        return parse(path, data)
-
-    monkeypatch.setattr(book_module, "parse_book", counted)
     where = ("--config", str(book), "--warehouse", str(tmp_path / "w.duckdb"))
     code, _, err = in_process(monkeypatch, capsys, *where, "run", "--as-of", "2026-03-06")
     assert code == 0, err
@@ -162,4 +157,4 @@ def test_a_large_book_is_validated_once_across_the_command_its_flow_and_later_qu
     assert code == 0, err
     latest = json.loads(out)
     assert len(latest) == 700 and {row["as_of_date"] for row in latest} == {"2026-03-06"}
-    assert parsed == [book]  # the command's check parsed it; the flow and the query read it back
+    assert parses == [book]  # the command's check parsed it; the flow and the query read it back

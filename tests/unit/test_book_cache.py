@@ -32,20 +32,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "books"
 
 
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record each full parse and validation of a book file."""
-    seen: list[Path] = []
-    parse = book_module.parse_book
-
-    def counted(path: Path, data: bytes) -> object:
-        seen.append(path)
-        return parse(path, data)
-
-    monkeypatch.setattr(book_module, "parse_book", counted)
-    return seen
-
-
 def write(tmp_path: Path, text: str, name: str = "book.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
