@@ -151,8 +151,13 @@ def _peak_mib() -> float:
 
 
 def _run_child(flow: str, book: Path, warehouse: Path, start: dt.date, api: str) -> dict[str, Any]:
-    """Run a flow in a fresh process; return its timings and its peak resident memory."""
+    """Run a flow in a fresh process; return its timings and its peak resident memory.
+
+    The validated book is kept beside it (not in the user's cache): the backfill validates and
+    keeps it, and each daily run reads it back, as every run after the first does.
+    """
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env["MARGINWATCH_CACHE_DIR"] = str(book.parent / "cache")
     command = [sys.executable, "-m", "benchmarks.book", "--child", flow, "--book", str(book)]
     command += ["--warehouse", str(warehouse), "--start", start.isoformat()]
     child = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

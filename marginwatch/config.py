@@ -239,7 +239,7 @@ def read_book_bytes(path: Path) -> bytes:
 def parse_book(path: Path, data: bytes) -> Book:
     """Return the validated loan book in `data`, the bytes of the file at `path`; ConfigError otherwise."""
     try:
-        raw = _parse_toml(data.decode("utf-8"))
+        raw = _parse_toml(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))  # as text mode reads it
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -148,6 +148,7 @@ def test_a_large_book_is_validated_once_across_the_command_its_flow_and_later_qu
 
     from benchmarks.scale_book import book_toml
 
+    monkeypatch.setenv("MARGINWATCH_CACHE_DIR", str(tmp_path / "cache"))
     book = tmp_path / "book.toml"
     book.write_text(book_toml(700, 60, dt.date(2026, 3, 2)), encoding="utf-8")  # about 330 KB: a kept size
     where = ("--config", str(book), "--warehouse", str(tmp_path / "w.duckdb"))

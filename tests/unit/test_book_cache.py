@@ -76,9 +76,44 @@ def test_changed_validating_code_is_a_new_key(
 ) -> None:
     path = write(tmp_path, large_text)
     read_book(path)
-    monkeypatch.setattr(book_cache, "_code_fingerprint", lambda: "another release")
+    monkeypatch.setattr(book_cache, "_CODE", "another release")
     read_book(path)
     assert len(parses) == 2
+
+
+def test_the_code_fingerprint_covers_each_validating_module(tmp_path: Path) -> None:
+    for module in book_cache.VALIDATING_MODULES:
+        copy = tmp_path / module
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes((book_cache.ROOT / module).read_bytes())
+    assert book_cache.code_fingerprint(tmp_path) == book_cache._CODE is not None
+    seen = {book_cache._CODE}
+    for module in book_cache.VALIDATING_MODULES:
+        copy = tmp_path / module
+        original = copy.read_bytes()
+        copy.write_bytes(original + b"\n# changed\n")
+        seen.add(book_cache.code_fingerprint(tmp_path))
+        copy.write_bytes(original)
+    assert len(seen) == 1 + len(book_cache.VALIDATING_MODULES)
+    (tmp_path / book_cache.VALIDATING_MODULES[0]).unlink()
+    assert book_cache.code_fingerprint(tmp_path) is None  # a module it cannot read: nothing is kept
+
+
+def test_a_folder_others_can_write_to_is_neither_read_nor_written(
+    tmp_path: Path, large_text: str, cache: Path, parses: list[Path]
+) -> None:
+    path = write(tmp_path, large_text)
+    read_book(path)
+    (kept,) = cache.glob("*.zip")
+    cache.chmod(0o777)
+    kept.unlink()
+    read_book(path)
+    read_book(path)
+    assert len(parses) == 3 and not list(cache.glob("*.zip"))
+    cache.chmod(0o700)
+    read_book(path)
+    read_book(path)
+    assert len(parses) == 4 and len(list(cache.glob("*.zip"))) == 1
 
 
 def test_an_invalid_large_book_fails_as_without_the_cache_and_is_not_kept(
@@ -152,15 +187,15 @@ def test_only_the_most_recently_used_files_are_kept(
 ) -> None:
     monkeypatch.setattr(book_cache, "KEPT", 2)
     paths = [write(tmp_path, large_text.replace("Borrower 1", f"Borrower {n}x", 1), f"book{n}.toml") for n in range(3)]
+    keys = [book_cache.key_for(p.read_bytes()) for p in paths]
     read_book(paths[0])
     read_book(paths[1])
-    first = next(iter(sorted(cache.glob("*.zip"), key=lambda p: p.stat().st_mtime)))
-    os.utime(first, (0, 0))  # paths[0] long unused, then used again: it is the newest
-    read_book(paths[0])
+    # Explicit times, as a file system's clock may give two quick writes the same one.
+    os.utime(cache / f"{keys[0]}.zip", (1_000, 1_000))  # paths[0] long unused...
+    os.utime(cache / f"{keys[1]}.zip", (2_000, 2_000))
+    read_book(paths[0])  # ...then used again: it is the newest
     read_book(paths[2])  # a third key: the least recently used (paths[1]) goes
-    left = {p.stem for p in cache.glob("*.zip")}
-    keys = [book_cache.key_for(p.read_bytes()) for p in paths]
-    assert left == {keys[0], keys[2]}
+    assert {p.stem for p in cache.glob("*.zip")} == {keys[0], keys[2]}
     abandoned = cache / "writing-dead.part"
     abandoned.write_bytes(b"partial")
     os.utime(abandoned, (0, 0))

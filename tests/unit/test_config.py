@@ -100,6 +100,14 @@ def test_invalid_book_is_one_line_naming_file_loan_and_field(
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows", "old mac"])
+def test_a_book_with_other_line_endings_reads_the_same(tmp_path: Path, newline: str) -> None:
+    text = EMBEDDED_BOOK.read_text(encoding="utf-8")
+    other = tmp_path / "book.toml"
+    other.write_bytes(text.replace("\n", newline).encode())
+    assert load_book(other) == load_book(EMBEDDED_BOOK)
+
+
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_book(tmp_path / "absent.toml")
