@@ -26,7 +26,8 @@ from flows.sources import make_source
 from flows.stages import stage, stage_seconds, timed
 from flows.tasks import as_is
 from marginwatch import calendar
-from marginwatch.book import BookFrames, market_symbols, read_book
+from marginwatch.book import BookFrames, market_symbols
+from marginwatch.book_cache import read_book
 from marginwatch.config import Book, RiskSettings, Settings, channel_url
 from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, WarehouseError
 from marginwatch.faults import crash_point

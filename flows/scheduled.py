@@ -14,7 +14,7 @@ from flows.daily import daily
 from flows.plan import decide_schedule
 from flows.run import RunSummary
 from flows.runners import task_runner_for
-from marginwatch.book import read_book
+from marginwatch.book_cache import read_book
 from marginwatch.config import resolve_environment
 from warehouse.connection import open_writer, run_lock
 from warehouse.load import RunRecord, record_run_outcome

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from marginwatch import book_cache
-from marginwatch.config import Book, Channel, Settings, parse_book, read_book_bytes
+from marginwatch.config import Book, Channel, Settings
 from transforms.ltv import COLLATERAL_SCHEMA, LOAN_SCHEMA, required_fx_symbols
 
 
@@ -40,26 +38,6 @@ class BookFrames:
     def with_settings(self, settings: Settings) -> BookFrames:
         """Return the same book run with other settings."""
         return dataclasses.replace(self, settings=settings)
-
-
-def read_book(path: Path) -> BookFrames:
-    """Return the validated book in the TOML file at `path` as frames; ConfigError when it is not valid.
-
-    A large book (10,000 loans is a 5 MB file) takes about half a second to parse and validate, and
-    every run reads it, some commands twice. Its frames are kept by the file's content (see
-    marginwatch/book_cache.py), so an unchanged book is read back in milliseconds; an edited one
-    is validated afresh, and an invalid one is never kept.
-    """
-    data = read_book_bytes(path)
-    key = book_cache.key_for(data)
-    if key is not None:
-        kept = book_cache.read(key)
-        if kept is not None:
-            return BookFrames(*kept)
-    frames = BookFrames.of(parse_book(path, data))
-    if key is not None:
-        book_cache.write(key, frames.settings, frames.channels, frames.loans, frames.collateral)
-    return frames
 
 
 def loan_frame(book: Book) -> pl.DataFrame:

@@ -29,7 +29,8 @@ from pathlib import Path
 import polars as pl
 from polars.exceptions import PanicException
 
-from marginwatch.config import Channel, Settings, book_cache_dir
+from marginwatch.book import BookFrames
+from marginwatch.config import Channel, Settings, book_cache_dir, parse_book, read_book_bytes
 from transforms.ltv import COLLATERAL_SCHEMA, LOAN_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ LIBRARIES = ("pydantic", "pydantic-core", "pycountry", "polars", "rtoml")
 ROOT = Path(__file__).resolve().parent.parent
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
-Kept = tuple[Settings, list[Channel], pl.DataFrame, pl.DataFrame]
 
 
 def code_fingerprint(root: Path) -> str | None:
@@ -67,6 +67,23 @@ def code_fingerprint(root: Path) -> str | None:
 _CODE = code_fingerprint(ROOT)
 
 
+def read_book(path: Path) -> BookFrames:
+    """Return the validated book in the TOML file at `path` as frames; ConfigError when it is not valid.
+
+    A large book is read back from the cache when its bytes were validated before, and kept after
+    it is validated; a small one is parsed every time.
+    """
+    data = read_book_bytes(path)
+    key = key_for(data)
+    kept = None if key is None else read(key)
+    if kept is not None:
+        return kept
+    book = BookFrames.of(parse_book(path, data))
+    if key is not None:
+        write(key, book)
+    return book
+
+
 def key_for(data: bytes) -> str | None:
     """Return the cache key of a book file's bytes, or None when the book is small or nothing can be cached."""
     if len(data) < MIN_BYTES or _CODE is None or book_cache_dir() is None:
@@ -74,7 +91,7 @@ def key_for(data: bytes) -> str | None:
     return hashlib.sha256(_CODE.encode() + b"\0" + data).hexdigest()
 
 
-def read(key: str) -> Kept | None:
+def read(key: str) -> BookFrames | None:
     """Return the kept book under `key`, or None when there is none or it cannot be used."""
     folder = _private_folder(create=False)
     if folder is None:
@@ -98,18 +115,18 @@ def read(key: str) -> Kept | None:
         os.utime(path)  # most recently used: kept longest
     except OSError as exc:
         log.debug("kept book %s not marked as used: %s", path, exc)
-    return settings, channels, loans, collateral
+    return BookFrames(settings, channels, loans, collateral)
 
 
-def write(key: str, settings: Settings, channels: list[Channel], loans: pl.DataFrame, collateral: pl.DataFrame) -> None:
+def write(key: str, book: BookFrames) -> None:
     """Keep a validated book under `key` (atomically), and drop all but the `KEPT` most recently used."""
     try:
         folder = _private_folder(create=True)
         if folder is None:
             return
         header = {
-            "settings": settings.model_dump(mode="json"),
-            "channels": [c.model_dump(mode="json") for c in channels],
+            "settings": book.settings.model_dump(mode="json"),
+            "channels": [c.model_dump(mode="json") for c in book.channels],
         }
         with tempfile.NamedTemporaryFile(dir=folder, prefix="writing-", suffix=".part", delete=False) as handle:
             temporary = Path(handle.name)
@@ -117,8 +134,8 @@ def write(key: str, settings: Settings, channels: list[Channel], loans: pl.DataF
                 with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as kept:
                     for name, content in (
                         ("book.json", json.dumps(header).encode()),
-                        ("loans.arrow", _ipc(loans)),
-                        ("collateral.arrow", _ipc(collateral)),
+                        ("loans.arrow", _ipc(book.loans)),
+                        ("collateral.arrow", _ipc(book.collateral)),
                     ):
                         kept.writestr(zipfile.ZipInfo(name, date_time=_EPOCH), content)  # same book, same bytes
             except BaseException:

@@ -434,7 +434,7 @@ def restore(
 
 def _read_book() -> BookFrames:
     """Return the validated book the command runs with (kept between commands when it is large)."""
-    from marginwatch.book import read_book
+    from marginwatch.book_cache import read_book
 
     return read_book(state.env.config_path)
 

@@ -19,13 +19,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 @pytest.fixture(scope="session", autouse=True)
 def private_book_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep validated books in the session's temporary folder, not the user's cache (children inherit it)."""
-    before = os.environ.get("MARGINWATCH_CACHE_DIR")
-    os.environ["MARGINWATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("marginwatch-cache"))
-    yield
-    if before is None:
-        del os.environ["MARGINWATCH_CACHE_DIR"]
-    else:
-        os.environ["MARGINWATCH_CACHE_DIR"] = before
+    with pytest.MonkeyPatch.context() as session:
+        session.setenv("MARGINWATCH_CACHE_DIR", str(tmp_path_factory.mktemp("marginwatch-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +43,15 @@ def book_path() -> Path:
 
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record each full parse and validation of a book file by `marginwatch.book.read_book`."""
-    from marginwatch import book
+    """Record each full parse and validation of a book file by `marginwatch.book_cache.read_book`."""
+    from marginwatch import book_cache
 
     seen: list[Path] = []
-    parse = book.parse_book
+    parse = book_cache.parse_book
 
     def counted(path: Path, data: bytes) -> object:
         seen.append(path)
         return parse(path, data)
 
-    monkeypatch.setattr(book, "parse_book", counted)
+    monkeypatch.setattr(book_cache, "parse_book", counted)
     return seen

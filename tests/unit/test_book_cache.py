@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -13,7 +14,8 @@ from polars.testing import assert_frame_equal
 from benchmarks.scale_book import book_toml
 from marginwatch import book as book_module
 from marginwatch import book_cache
-from marginwatch.book import BookFrames, read_book
+from marginwatch.book import BookFrames
+from marginwatch.book_cache import read_book
 from marginwatch.config import ConfigError, load_book
 
 LOANS = 700  # about 330 KB of TOML: over the cache's threshold
@@ -145,9 +147,7 @@ def test_a_damaged_cache_file_costs_a_parse_and_is_replaced(
     elif damage == "empty":
         kept.write_bytes(b"")
     elif damage == "another schema":
-        book_cache.write(
-            kept.stem, expected.settings, expected.channels, expected.loans.drop("cure_target"), expected.collateral
-        )
+        book_cache.write(kept.stem, dataclasses.replace(expected, loans=expected.loans.drop("cure_target")))
     else:
         import zipfile
 
