@@ -30,6 +30,11 @@ def test_the_book_benchmark_runs_and_the_pipeline_matches_the_sql_limit(tmp_path
     }
     assert size["daily_runs_s"] and size["pandas_sample_rows"] == 5 * 30
     assert size["daily_prefect_s"] > 0 and size["daily_own_s"] < size["daily_s"] - size["daily_source_s"]
+    assert size["daily_empty_flow_s"] > 0
+    assert size["backfill_over_limit_paired"] == pytest.approx(size["backfill_over_limit"])  # one run: one pair
+    # one run: its wall time is Prefect's start and finish, the synthetic source and the pipeline's own work
+    parts = size["daily_prefect_s"] + size["daily_source_s"] + size["daily_own_s"]
+    assert parts == pytest.approx(size["daily_s"], abs=0.01)
     # each run's stages as its record in meta.runs keeps them: the work of a run, then the rest of it
     daily = size["daily_stages_s"]
     assert {"book", "plan", "fetch", "read", "gate", "compute", "ltv_check", "alert_rules", "load"} <= set(daily)
