@@ -28,7 +28,7 @@ from flows.tasks import as_is
 from marginwatch import calendar
 from marginwatch.book import BookFrames, market_symbols
 from marginwatch.book_cache import read_book
-from marginwatch.config import Book, RiskSettings, Settings, channel_url
+from marginwatch.config import Book, RiskSettings, Settings, check_channel_urls
 from marginwatch.errors import DataQualityError, MarginwatchError, UsageError, WarehouseError
 from marginwatch.faults import crash_point
 from marginwatch.notify import Delivery
@@ -137,9 +137,7 @@ def execute(
     again until then; past it the run goes on with the last bars (and a stale-source alert).
     """
     settings = book.settings
-    for channel in book.channels:
-        if channel.url_env:
-            channel_url(channel)  # a channel without its URL is a config error before any work
+    check_channel_urls(book.channels)  # a channel without its URL is a config error before any work
     run_id = str(flow_run.get_id() or uuid.uuid4())
     record = RunRecord(run_id, flow_name, parameters, source_spec or settings.source, dt.datetime.now(dt.UTC))
     timeout = settings.lock_timeout_seconds

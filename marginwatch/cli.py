@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from marginwatch.config import Environment, resolve_environment, set_prefect_defaults
+from marginwatch.config import Environment, check_channel_urls, resolve_environment, set_prefect_defaults
 from marginwatch.errors import DataQualityError, DeliveryPending, InputError, MarginwatchError
 from marginwatch.output import Format, render
 
@@ -30,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
+PREFECT_SETTLE_SECONDS = 60.0  # how long an ending command waits for Prefect to send its last events
 SHOWN_ALERTS = 50  # alerts a run lists in the terminal; a backfill of a whole book raises millions
 if not out.is_terminal:
     out = Console(soft_wrap=True, width=200)  # piped output: no wrapping at 80 columns
@@ -79,6 +80,7 @@ def _book(source: str | None = None, dask_address: str | None = None) -> BookFra
             book.settings.model_copy(update={"task_runner": "dask", "dask_address": dask_address})
         )
     make_source(source or book.settings.source, book.settings.synthetic_seed)
+    check_channel_urls(book.channels)
     if state.env.config_is_embedded:
         err.print(f"[dim]using the embedded default book ({state.env.config_path.name}); no ./marginwatch.toml[/dim]")
     return book
@@ -470,6 +472,22 @@ class _progress:
             self.bar.stop()
 
 
+def _settle_prefect() -> None:
+    """Let Prefect's background senders finish before the last line is written.
+
+    A flow run leaves its state events (and, with --debug, its logs) queued for the Prefect API;
+    Prefect sends them when the interpreter exits, and on a slow API it warns on stderr while it
+    waits. Sending them first keeps those warnings above the error line, which stays the last.
+    """
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=PREFECT_SETTLE_SECONDS)
+
+
 def main() -> None:
     """Entry point: run the app; a MarginwatchError ends with one line and its exit code."""
     try:
@@ -477,6 +495,7 @@ def main() -> None:
     except MarginwatchError as exc:
         if state.debug:
             traceback.print_exc()
+        _settle_prefect()
         err.print(f"marginwatch: error: {exc}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -485,6 +504,7 @@ def main() -> None:
     except Exception as exc:
         if state.debug or os.environ.get("MARGINWATCH_DEBUG"):
             raise
+        _settle_prefect()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         err.print(f"marginwatch: internal error: {type(exc).__name__}: {first} (rerun with --debug)", markup=False)
         sys.exit(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -325,6 +326,13 @@ def channel_url(channel: Channel) -> str:
     if not url:
         raise ConfigError(f"channel {channel.name!r}: environment variable {channel.url_env} is not set")
     return url
+
+
+def check_channel_urls(channels: Iterable[Channel]) -> None:
+    """Raise ConfigError for the first channel whose URL's environment variable is unset."""
+    for channel in channels:
+        if channel.url_env:
+            channel_url(channel)
 
 
 def prefect_api_url() -> str:
