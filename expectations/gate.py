@@ -9,7 +9,10 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import threading
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -62,6 +65,7 @@ def _context() -> Any:
     # each million-row validation. Zero turns it off; the results are otherwise the same.
     pandas_execution_engine.HASH_THRESHOLD = 0
 
+    _read_configurations_once()
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise to users
     # This module sets its own logger to INFO on import, under the parent's WARNING: quiet it too.
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
@@ -75,6 +79,51 @@ def _context() -> Any:
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     return context
+
+
+_validating = threading.local()  # this thread's configurations read during one validation, by expectation
+
+
+def _read_configurations_once() -> None:
+    """Within one validation, build each expectation's configuration once, not once per reading.
+
+    GX's `Expectation.configuration` is a property that builds a new configuration from the
+    expectation's fields (pydantic's `dict()`) each time it is read, and a validation reads it for
+    every metric of every expectation it plans: 5,294 times in a daily run's three validations,
+    0.41 s of their 1.17 s. A validation turns its expectations' configurations into new
+    expectations and only reads them, so inside `_one_configuration_each` a second reading of one
+    expectation returns the first. Outside it (building suites and Data Docs) every reading builds
+    afresh, as GX does; if GX stops defining it as a property, nothing is changed.
+    """
+    from great_expectations.expectations.expectation import Expectation
+
+    plain = Expectation.__dict__.get("configuration")
+    if not isinstance(plain, property) or plain.fget is None or getattr(plain.fget, "read_once", False):
+        return
+    Expectation.configuration = property(_once(plain.fget), doc=plain.__doc__)  # type: ignore[method-assign,assignment]
+
+
+def _once(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def configuration(expectation: Any) -> Any:
+        memo: dict[int, tuple[Any, Any]] | None = getattr(_validating, "memo", None)
+        if memo is None:
+            return build(expectation)
+        found = memo.get(id(expectation))
+        if found is None or found[0] is not expectation:  # kept with its expectation, so the id is not reused
+            found = memo[id(expectation)] = (expectation, build(expectation))
+        return found[1]
+
+    configuration.read_once = True  # type: ignore[attr-defined]
+    return configuration
+
+
+@contextmanager
+def _one_configuration_each() -> Iterator[None]:
+    _validating.memo = {}
+    try:
+        yield
+    finally:
+        _validating.memo = None
 
 
 def gx_context() -> Any:
@@ -118,7 +167,7 @@ def _validate(suite: str, frame: pl.DataFrame, run_name: str) -> SuiteOutcome:
 
     checks = {check.name: check for check in SUITES[suite]()}
     definition = _context().validation_definitions.get(suite)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _one_configuration_each():
         warnings.simplefilter("ignore")
         result = definition.run(
             batch_parameters={"dataframe": frame.to_pandas()},

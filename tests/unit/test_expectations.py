@@ -601,3 +601,51 @@ def test_freed_memory_is_handed_back_after_each_validation(
     monkeypatch.setattr(gate, "_malloc_trim", lambda pad: calls.append(pad) or 1)
     validate(BARS, check_bars(bars_input), "trim")
     assert calls == [0]
+
+
+BREAKS_BY_SUITE = [(BARS, bar_checks, BAR_BREAKS), (FX_RATES, fx_checks, FX_BREAKS), (LOAN_LTV, ltv_checks, LTV_BREAKS)]
+
+
+@pytest.mark.parametrize(("suite", "checks", "breaks"), BREAKS_BY_SUITE, ids=[BARS, FX_RATES, LOAN_LTV])
+def test_configurations_read_once_give_gx_own_results(
+    suite: str,
+    checks: Callable[[], list[Check]],
+    breaks: dict[str, Break],
+    bars_input: pl.DataFrame,
+    fx_input: pl.DataFrame,
+    ltv_input: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every breaking case validates to the same results and failing rows as with GX reading each time."""
+    import contextlib
+
+    import expectations.gate as gate
+
+    good, derive = {
+        BARS: (bars_input, check_bars),
+        FX_RATES: (fx_input, check_fx),
+        LOAN_LTV: (ltv_input, add_ltv_checks),
+    }[suite]
+    frames = [derive(breaks[check.name].mutate(good)) for check in checks()]
+    once = [validate(suite, frame, "test-once") for frame in frames]
+    monkeypatch.setattr(gate, "_one_configuration_each", contextlib.nullcontext)  # GX's own reading
+    plain = [validate(suite, frame, "test-plain") for frame in frames]
+    for check, a, b in zip(checks(), once, plain, strict=True):
+        assert a.results.to_dicts() == b.results.to_dicts(), check.name
+        assert a.row_reasons.to_dicts() == b.row_reasons.to_dicts(), check.name
+        assert a.table_blocked == b.table_blocked
+
+
+def test_a_configuration_is_kept_only_inside_a_validation() -> None:
+    import great_expectations.expectations as gxe
+
+    from expectations.gate import _one_configuration_each, gx_context
+
+    gx_context()
+    first, second = (check.build(gxe) for check in ltv_checks()[:2])
+    assert first.configuration is not first.configuration  # outside: built afresh on every reading, as GX does
+    with _one_configuration_each():
+        kept = first.configuration
+        assert first.configuration is kept and second.configuration is not kept
+    assert first.configuration is not kept
+    assert first.configuration.to_json_dict() == kept.to_json_dict()
