@@ -30,7 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
-PREFECT_SETTLE_SECONDS = 60.0  # how long an ending command waits for Prefect to send its last events
 SHOWN_ALERTS = 50  # alerts a run lists in the terminal; a backfill of a whole book raises millions
 if not out.is_terminal:
     out = Console(soft_wrap=True, width=200)  # piped output: no wrapping at 80 columns
@@ -390,7 +389,7 @@ def serve(
     from marginwatch.serving import check_api
     from marginwatch.serving import serve as serve_deployments
 
-    _read_book()  # a broken book fails now, not at 17:30
+    check_channel_urls(_read_book().channels)  # a broken book, or a channel without its URL, fails now, not at 17:30
     api = prefect_api_url()
     check_api(api)
     config = None if state.env.config_is_embedded else state.env.config_path
@@ -476,16 +475,21 @@ def _settle_prefect() -> None:
     """Let Prefect's background senders finish before the last line is written.
 
     A flow run leaves its state events (and, with --debug, its logs) queued for the Prefect API;
-    Prefect sends them when the interpreter exits, and on a slow API it warns on stderr while it
-    waits. Sending them first keeps those warnings above the error line, which stays the last.
+    Prefect sends them when the interpreter exits, waiting as long as they take, and on a slow API
+    it warns on stderr while it waits. Sending them first, with the same patience, keeps those
+    warnings above the error line, which stays the last; the command ends no later than before.
     """
     if "prefect" not in sys.modules:
         return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
 
-    for service in (APILogWorker, EventsWorker):
-        service.drain_all(timeout=PREFECT_SETTLE_SECONDS)
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all()
+    except Exception as exc:  # the error line matters more than Prefect's last events
+        if state.debug:
+            err.print(f"marginwatch: could not send Prefect's last events first: {exc}", markup=False)
 
 
 def main() -> None:

@@ -237,11 +237,12 @@ def test_unreachable_channel_exits_7_without_revealing_its_url(tmp_path: Path) -
     assert CANARY not in listed.stdout
 
 
-def test_channel_without_its_environment_variable_is_a_config_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_channel_without_its_environment_variable_is_a_config_error(tmp_path: Path, command: str) -> None:
     from tests.integration.test_cli import marginwatch
 
     book_with(tmp_path, WEBHOOK_ONLY)
-    result = marginwatch("--config", "book.toml", "run", cwd=tmp_path)
+    result = marginwatch("--config", "book.toml", command, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "marginwatch: error: channel 'risk-desk': environment variable MW_TEST_HOOK is not set"

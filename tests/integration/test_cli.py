@@ -135,11 +135,52 @@ def test_yahoo_unreachable_exits_4_naming_the_symbol(
         "marginwatch: error: source unavailable for ARM: network unreachable (DNS lookup failed)"
     )
     assert not warehouse.exists()
-    # The failed flow run's state events were sent before that line, not left to the interpreter's
-    # exit, where Prefect warns on stderr while a slow API takes them: no queue is left to drain.
-    from prefect.events.worker import EventsWorker
 
-    assert not EventsWorker._instances  # type: ignore[misc]  # no public view of the queued services
+
+# The command line with Yahoo unreachable and a Prefect API that takes a second to accept each event.
+SLOW_EVENTS_CLI = """
+import asyncio, socket, sys
+
+from marginwatch.config import set_prefect_defaults
+
+set_prefect_defaults()  # as the command line has them before Prefect loads
+import yfinance.data
+from prefect.events.worker import EventsWorker
+
+
+def unreachable(self, url, params=None, timeout=30):
+    raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+
+async def slow(self, event, handle=EventsWorker._handle):
+    await asyncio.sleep(1)
+    await handle(self, event)
+
+
+yfinance.data.YfData.get = unreachable
+EventsWorker._handle = slow
+from marginwatch.cli import main
+
+sys.argv = ["marginwatch", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_error_stays_the_last_line_while_prefect_sends_its_last_events(tmp_path: Path) -> None:
+    """Prefect warns on stderr while a slow API takes a failed run's events: above the error line, not below."""
+    script = tmp_path / "slow_events.py"
+    script.write_text(SLOW_EVENTS_CLI)
+    environment = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect")}
+    environment.pop("PREFECT_LOGGING_LEVEL", None)
+    environment.pop("PREFECT_API_URL", None)
+    args = ["--warehouse", "w.duckdb", "run", "--source", "yfinance", "--as-of", "2026-03-02"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("Still processing items" in line for line in lines), result.stderr  # the events were still queued
+    assert lines[-1] == "marginwatch: error: source unavailable for ARM: network unreachable (DNS lookup failed)"
 
 
 def test_a_large_book_is_validated_once_across_the_command_its_flow_and_later_queries(
