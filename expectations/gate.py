@@ -109,7 +109,7 @@ def _once(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if memo is None:
             return build(expectation)
         found = memo.get(id(expectation))
-        if found is None or found[0] is not expectation:  # kept with its expectation, so the id is not reused
+        if found is None:  # the expectation is kept beside it, so its id is not reused while the memo lives
             found = memo[id(expectation)] = (expectation, build(expectation))
         return found[1]
 
